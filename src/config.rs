@@ -1,1 +1,137 @@
-//! (in progress)
+//! The daemon's configuration: one typed structure loaded from TOML, validated once at start
+//! (and, later, on SIGHUP).
+//!
+//! Unknown keys are errors, so a typo is caught by `wxcardd check` instead of silently
+//! ignored; errors name the key and the line.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::api::ApiConfig;
+
+/// The default config path.
+pub const DEFAULT_PATH: &str = "/etc/wxcardd/wxcardd.toml";
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// `[api]`: the wxcard backend.
+    #[serde(default)]
+    pub api: ApiConfig,
+}
+
+/// Why a config could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The IO error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or has an unknown or mistyped key; the message names the
+    /// line and key.
+    #[error("config {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// toml's message, with line, column and the offending text.
+        message: String,
+    },
+    /// A value is out of range or inconsistent with another.
+    #[error("config {path}: `{key}` {reason}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// The dotted key, e.g. `api.deadline_ms`.
+        key: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+impl Config {
+    /// Reads, parses and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::parse(&text, path)
+    }
+
+    /// Parses and validates config text; `path` is only used in messages.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string().trim_end().to_owned(),
+        })?;
+        config.validate(path)?;
+        Ok(config)
+    }
+
+    fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let invalid = |key, reason: &str| ConfigError::Invalid {
+            path: path.to_owned(),
+            key,
+            reason: reason.to_owned(),
+        };
+        let api = &self.api;
+        let url = api.base_url.trim();
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(invalid(
+                "api.base_url",
+                "must start with http:// or https://",
+            ));
+        }
+        if api.connect_timeout_ms == 0 {
+            return Err(invalid("api.connect_timeout_ms", "must be more than 0"));
+        }
+        if api.deadline_ms < api.connect_timeout_ms {
+            return Err(invalid(
+                "api.deadline_ms",
+                "must be at least api.connect_timeout_ms",
+            ));
+        }
+        if api.max_body_bytes < 1024 {
+            return Err(invalid("api.max_body_bytes", "must be at least 1024"));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("test.toml"))
+    }
+
+    #[test]
+    fn empty_config_takes_defaults() {
+        assert_eq!(parse("").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_its_line() {
+        let err = parse("[api]\nbase_url = \"http://x/\"\ndeadline_msec = 5\n").unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("deadline_msec"), "{text}");
+        assert!(text.contains("line 3"), "{text}");
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let err = parse("[api]\nbase_url = \"ftp://x/\"\n").unwrap_err();
+        assert!(err.to_string().contains("api.base_url"), "{err}");
+        let err = parse("[api]\nconnect_timeout_ms = 3000\ndeadline_ms = 1000\n").unwrap_err();
+        assert!(err.to_string().contains("api.deadline_ms"), "{err}");
+        let err = parse("[api]\ndeadline_ms = \"soon\"\n").unwrap_err();
+        assert!(err.to_string().contains("deadline_ms"), "{err}");
+    }
+}

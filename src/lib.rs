@@ -10,5 +10,6 @@
 
 pub mod api;
 pub mod config;
+pub mod probe;
 pub mod sim;
 pub mod store;

@@ -1,1 +1,73 @@
-fn main() {}
+//! `wxcardd`: the till daemon. Thin: parses the command line and hands over to the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use wxcardd::config::{self, Config};
+
+#[derive(Parser)]
+#[command(version, about = "Till daemon for WeChat member cards")]
+struct Cli {
+    /// The config file.
+    #[arg(long, global = true, default_value = config::DEFAULT_PATH)]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate the config file and exit (0 valid, 78 invalid).
+    Check,
+    /// Call getmembercard once and say whether the backend, token and network are right.
+    ///
+    /// Exit codes: 0 card found; 1 backend reachable but the card is not usable;
+    /// 69 backend unreachable; 76 not a wxcard answer; 78 config unusable.
+    Probe {
+        /// The member card code to look up (what a scanner reads).
+        #[arg(long)]
+        wx_code: String,
+        /// The WeChat card template id, if the backend wants one.
+        #[arg(long)]
+        card_id: Option<String>,
+    },
+}
+
+const EX_CONFIG: u8 = 78;
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    let cli = Cli::parse();
+    let load = || {
+        Config::load(&cli.config).map_err(|e| {
+            eprintln!("{e}");
+            ExitCode::from(EX_CONFIG)
+        })
+    };
+    match cli.command {
+        Some(Command::Check) => match load() {
+            Ok(_) => {
+                println!("{}: OK", cli.config.display());
+                ExitCode::SUCCESS
+            }
+            Err(code) => code,
+        },
+        Some(Command::Probe { wx_code, card_id }) => {
+            let config = match load() {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            let report = wxcardd::probe::run(&config, &wx_code, card_id.as_deref());
+            println!("{}", report.text);
+            ExitCode::from(u8::try_from(report.outcome.exit_code()).unwrap_or(1))
+        }
+        None => {
+            eprintln!(
+                "wxcardd: the daemon's main loop is not built yet; available now: \
+                 `wxcardd check`, `wxcardd probe` (see --help)"
+            );
+            ExitCode::from(64)
+        }
+    }
+}

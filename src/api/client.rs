@@ -1,0 +1,540 @@
+//! The blocking wxcard client (ureq 3).
+//!
+//! One [`Client`] holds one connection pool. Every call has a connect timeout and an overall
+//! deadline (from config, or a shorter one per call for lookups the cashier waits on). A
+//! response body is read up to a limit and refused past it. ureq is blocking: the daemon
+//! calls it from `spawn_blocking`, never on the async executor's threads.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde::de::{DeserializeOwned, IgnoredAny};
+use serde_json::Value;
+
+use super::error::{ApiError, ServerFault, TransportKind};
+use super::status::Status;
+use super::types::{CardIssueOrder, CreatedMember, MemberCard, MemberInfo, PayCode};
+use super::{ApiConfig, Endpoint};
+
+/// Why a [`Client`] could not be built from its config.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientBuildError {
+    /// The base URL is not `http://` or `https://`.
+    #[error("api.base_url {0:?} must start with http:// or https://")]
+    BadBaseUrl(String),
+    /// A file named in config could not be read.
+    #[error("cannot read {what} {path}: {source}")]
+    File {
+        /// Which setting.
+        what: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// The IO error.
+        source: std::io::Error,
+    },
+    /// A line of the headers file is not `Name: value`.
+    #[error("{path} line {line}: expected `Header-Name: value`")]
+    BadHeaderLine {
+        /// The headers file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: usize,
+    },
+    /// The CA file holds no certificate.
+    #[error("{path}: no PEM certificate found")]
+    NoCertificate {
+        /// The CA file.
+        path: PathBuf,
+    },
+}
+
+/// An extra request header; the value is a secret (an API token) and never printed.
+#[derive(Clone)]
+struct SecretHeader {
+    name: String,
+    value: String,
+}
+
+impl std::fmt::Debug for SecretHeader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: <{} bytes hidden>", self.name, self.value.len())
+    }
+}
+
+/// A wxcard API client.
+#[derive(Debug, Clone)]
+pub struct Client {
+    agent: ureq::Agent,
+    base_url: String,
+    headers: Vec<SecretHeader>,
+    deadline: Duration,
+    max_body_bytes: u64,
+}
+
+impl Client {
+    /// Builds a client: reads the headers file and, for `https://`, the platform's root
+    /// certificates plus the optional extra CA file.
+    pub fn new(config: &ApiConfig) -> Result<Client, ClientBuildError> {
+        let base = config.base_url.trim();
+        let https = base.starts_with("https://");
+        if !https && !base.starts_with("http://") {
+            return Err(ClientBuildError::BadBaseUrl(config.base_url.clone()));
+        }
+        let mut base_url = base.to_owned();
+        if !base_url.ends_with('/') {
+            base_url.push('/');
+        }
+        let headers = match &config.headers_file {
+            Some(path) => read_headers(path)?,
+            None => Vec::new(),
+        };
+        let mut builder = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_connect(Some(config.connect_timeout()))
+            .timeout_global(Some(config.deadline()))
+            .max_idle_connections_per_host(4)
+            .user_agent(concat!("wxcardd/", env!("CARGO_PKG_VERSION")));
+        if https {
+            builder = builder.tls_config(tls_config(config.ca_file.as_deref())?);
+        }
+        Ok(Client {
+            agent: ureq::Agent::new_with_config(builder.build()),
+            base_url,
+            headers,
+            deadline: config.deadline(),
+            max_body_bytes: config.max_body_bytes,
+        })
+    }
+
+    /// The base URL requests go to.
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// `getmembercard`: the card's state. `card_id` is the WeChat card template id.
+    pub fn get_member_card(
+        &self,
+        card_id: Option<&str>,
+        wx_code: &str,
+        deadline: Option<Duration>,
+    ) -> Result<MemberCard, ApiError> {
+        let query = [("cardId", card_id.unwrap_or("")), ("wxCode", wx_code)];
+        self.call_data(Endpoint::GetMemberCard, Body::Query(&query), deadline)
+    }
+
+    /// `getpaycode`: a fresh pay code for the member's card.
+    pub fn get_pay_code(
+        &self,
+        wx_code: &str,
+        deadline: Option<Duration>,
+    ) -> Result<PayCode, ApiError> {
+        let code: PayCode = self.call_data(
+            Endpoint::GetPayCode,
+            Body::Query(&[("wxCode", wx_code)]),
+            deadline,
+        )?;
+        if code.0.is_empty() {
+            return Err(ApiError::Server {
+                endpoint: Endpoint::GetPayCode,
+                fault: ServerFault::BadData("empty pay code".into()),
+            });
+        }
+        Ok(code)
+    }
+
+    /// `activemember`: activates a member's card.
+    pub fn activate_member(
+        &self,
+        member: &MemberInfo,
+        deadline: Option<Duration>,
+    ) -> Result<(), ApiError> {
+        self.call_no_data(
+            Endpoint::ActiveMember,
+            &json(Endpoint::ActiveMember, member)?,
+            deadline,
+        )
+    }
+
+    /// `createmembercard`: creates a member and their card.
+    pub fn create_member_card(
+        &self,
+        member: &MemberInfo,
+        deadline: Option<Duration>,
+    ) -> Result<CreatedMember, ApiError> {
+        let body = json(Endpoint::CreateMemberCard, member)?;
+        self.call_data(Endpoint::CreateMemberCard, Body::Json(&body), deadline)
+    }
+
+    /// `savecardid`: records an order of issued cards. A repeated order id answers 801.
+    pub fn save_card_id(
+        &self,
+        order: &CardIssueOrder,
+        deadline: Option<Duration>,
+    ) -> Result<(), ApiError> {
+        self.call_no_data(
+            Endpoint::SaveCardId,
+            &json(Endpoint::SaveCardId, order)?,
+            deadline,
+        )
+    }
+
+    fn call_no_data(
+        &self,
+        endpoint: Endpoint,
+        body: &[u8],
+        deadline: Option<Duration>,
+    ) -> Result<(), ApiError> {
+        self.call::<IgnoredAny>(endpoint, Body::Json(body), deadline)
+            .map(|_| ())
+    }
+
+    fn call_data<T: DeserializeOwned>(
+        &self,
+        endpoint: Endpoint,
+        body: Body<'_>,
+        deadline: Option<Duration>,
+    ) -> Result<T, ApiError> {
+        self.call::<T>(endpoint, body, deadline)?
+            .ok_or_else(|| ApiError::Server {
+                endpoint,
+                fault: ServerFault::BadData("status 200 without `data`".into()),
+            })
+    }
+
+    /// Sends one request and classifies the answer. `Ok(None)` is a 200 without `data`.
+    fn call<T: DeserializeOwned>(
+        &self,
+        endpoint: Endpoint,
+        body: Body<'_>,
+        deadline: Option<Duration>,
+    ) -> Result<Option<T>, ApiError> {
+        let started = Instant::now();
+        let url = format!("{}{}", self.base_url, endpoint.path());
+        let deadline = deadline.unwrap_or(self.deadline).min(self.deadline);
+        let result = match body {
+            Body::Query(pairs) => {
+                let mut req = self.agent.get(&url);
+                for h in &self.headers {
+                    req = req.header(&h.name, &h.value);
+                }
+                for (k, v) in pairs {
+                    req = req.query(k, v);
+                }
+                req.config().timeout_global(Some(deadline)).build().call()
+            }
+            Body::Json(bytes) => {
+                let mut req = self.agent.post(&url);
+                for h in &self.headers {
+                    req = req.header(&h.name, &h.value);
+                }
+                req.config()
+                    .timeout_global(Some(deadline))
+                    .build()
+                    .content_type("application/json")
+                    .send(bytes)
+            }
+        };
+        let mut response = result.map_err(|e| transport_error(endpoint, e, started))?;
+        let code = response.status().as_u16();
+        let bytes = read_body(response.body_mut(), self.max_body_bytes)
+            .map_err(|e| body_error(endpoint, e, self.max_body_bytes, started))?;
+        let answer = classify::<T>(endpoint, code, &bytes);
+        log::debug!(
+            "{endpoint}: HTTP {code}, {} bytes, {} ms, {}",
+            bytes.len(),
+            started.elapsed().as_millis(),
+            match &answer {
+                Ok(_) => "ok".to_owned(),
+                Err(e) => e.to_string(),
+            }
+        );
+        answer
+    }
+}
+
+enum Body<'a> {
+    Query(&'a [(&'a str, &'a str)]),
+    Json(&'a [u8]),
+}
+
+fn json<T: Serialize>(endpoint: Endpoint, value: &T) -> Result<Vec<u8>, ApiError> {
+    serde_json::to_vec(value).map_err(|e| ApiError::Request {
+        endpoint,
+        detail: e.to_string(),
+    })
+}
+
+/// Reads at most `limit` bytes; one byte more is an error, so an endless or huge body is
+/// refused rather than buffered.
+fn read_body(body: &mut ureq::Body, limit: u64) -> Result<Vec<u8>, ureq::Error> {
+    let mut out = Vec::new();
+    let mut reader = body.with_config().limit(limit.saturating_add(1)).reader();
+    reader.read_to_end(&mut out).map_err(ureq::Error::from)?;
+    if out.len() as u64 > limit {
+        return Err(ureq::Error::BodyExceedsLimit(limit));
+    }
+    Ok(out)
+}
+
+/// Turns an HTTP answer into a typed result: HTTP status, JSON shape, business status, data.
+fn classify<T: DeserializeOwned>(
+    endpoint: Endpoint,
+    code: u16,
+    bytes: &[u8],
+) -> Result<Option<T>, ApiError> {
+    let server = |fault| ApiError::Server { endpoint, fault };
+    if !(200..300).contains(&code) {
+        return Err(server(ServerFault::HttpStatus {
+            code,
+            body: snippet(bytes),
+        }));
+    }
+    let value: Value = serde_json::from_slice(bytes).map_err(|e| {
+        if e.is_eof() && !bytes.is_empty() {
+            server(ServerFault::Truncated)
+        } else {
+            server(ServerFault::NotJson {
+                snippet: snippet(bytes),
+            })
+        }
+    })?;
+    let Some(object) = value.as_object() else {
+        return Err(server(ServerFault::NotJson {
+            snippet: snippet(bytes),
+        }));
+    };
+    let status = match object.get("status") {
+        None | Some(Value::Null) => return Err(server(ServerFault::MissingStatus)),
+        Some(raw) => Status::deserialize_value(raw)
+            .map_err(|e| server(ServerFault::BadData(format!("status: {e}"))))?,
+    };
+    let message = match object.get("message") {
+        Some(Value::String(s)) => s.clone(),
+        _ => String::new(),
+    };
+    if !status.is_success() {
+        return Err(ApiError::Business {
+            endpoint,
+            status,
+            message,
+        });
+    }
+    match object.get("data") {
+        None | Some(Value::Null) => Ok(None),
+        Some(data) => serde_json::from_value::<T>(data.clone())
+            .map(Some)
+            .map_err(|e| server(ServerFault::BadData(e.to_string()))),
+    }
+}
+
+impl Status {
+    fn deserialize_value(value: &Value) -> Result<Status, serde_json::Error> {
+        serde_json::from_value(value.clone())
+    }
+}
+
+/// The first bytes of a body, printable, for a log line.
+fn snippet(bytes: &[u8]) -> String {
+    const MAX: usize = 120;
+    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(MAX)]);
+    let mut out: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if bytes.len() > MAX {
+        out.push('…');
+    }
+    out
+}
+
+fn transport_error(endpoint: Endpoint, error: ureq::Error, started: Instant) -> ApiError {
+    use std::io::ErrorKind as Io;
+    use ureq::Timeout;
+    let kind = match &error {
+        ureq::Error::Timeout(Timeout::Connect | Timeout::Resolve) => TransportKind::ConnectTimeout,
+        ureq::Error::Timeout(_) => TransportKind::Deadline,
+        ureq::Error::HostNotFound => TransportKind::Dns,
+        ureq::Error::ConnectionFailed => TransportKind::Refused,
+        ureq::Error::Io(e) => match e.kind() {
+            Io::ConnectionRefused | Io::ConnectionReset | Io::ConnectionAborted => {
+                TransportKind::Refused
+            }
+            Io::TimedOut | Io::WouldBlock => TransportKind::Deadline,
+            _ => TransportKind::Io,
+        },
+        ureq::Error::Tls(_) | ureq::Error::Rustls(_) | ureq::Error::Pem(_) => TransportKind::Tls,
+        ureq::Error::BadUri(_) | ureq::Error::Http(_) => {
+            return ApiError::Request {
+                endpoint,
+                detail: error.to_string(),
+            };
+        }
+        // A malformed HTTP answer is the server's fault, not the network's.
+        ureq::Error::Protocol(_) | ureq::Error::LargeResponseHeader(..) => {
+            return ApiError::Server {
+                endpoint,
+                fault: ServerFault::NotJson {
+                    snippet: format!("not an HTTP answer: {error}"),
+                },
+            };
+        }
+        _ => TransportKind::Io,
+    };
+    ApiError::Transport {
+        endpoint,
+        kind,
+        detail: error.to_string(),
+        elapsed: started.elapsed(),
+    }
+}
+
+fn body_error(endpoint: Endpoint, error: ureq::Error, limit: u64, started: Instant) -> ApiError {
+    match error {
+        ureq::Error::BodyExceedsLimit(_) => ApiError::Server {
+            endpoint,
+            fault: ServerFault::BodyTooLarge { limit },
+        },
+        ureq::Error::Timeout(_) => transport_error(endpoint, error, started),
+        // The connection ended before the body did.
+        _ => ApiError::Server {
+            endpoint,
+            fault: ServerFault::Truncated,
+        },
+    }
+}
+
+/// Reads `Name: value` lines; blank lines and `#` comments are skipped.
+fn read_headers(path: &Path) -> Result<Vec<SecretHeader>, ClientBuildError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ClientBuildError::File {
+        what: "api.headers_file",
+        path: path.to_owned(),
+        source,
+    })?;
+    let mut headers = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let bad = || ClientBuildError::BadHeaderLine {
+            path: path.to_owned(),
+            line: i + 1,
+        };
+        let (name, value) = line.split_once(':').ok_or_else(bad)?;
+        let name = name.trim();
+        let valid_name = !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b));
+        if !valid_name {
+            return Err(bad());
+        }
+        headers.push(SecretHeader {
+            name: name.to_owned(),
+            value: value.trim().to_owned(),
+        });
+    }
+    Ok(headers)
+}
+
+/// The platform's roots plus the optional extra CA file.
+fn tls_config(ca_file: Option<&Path>) -> Result<ureq::tls::TlsConfig, ClientBuildError> {
+    use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
+    let native = rustls_native_certs::load_native_certs();
+    for e in &native.errors {
+        log::warn!("some platform root certificates could not be loaded: {e}");
+    }
+    let mut roots: Vec<Certificate<'static>> = native
+        .certs
+        .iter()
+        .map(|der| Certificate::from_der(der.as_ref()).to_owned())
+        .collect();
+    if let Some(path) = ca_file {
+        let pem = std::fs::read(path).map_err(|source| ClientBuildError::File {
+            what: "api.ca_file",
+            path: path.to_owned(),
+            source,
+        })?;
+        let before = roots.len();
+        roots.extend(ureq::tls::parse_pem(&pem).filter_map(|item| match item {
+            Ok(PemItem::Certificate(c)) => Some(c),
+            _ => None,
+        }));
+        if roots.len() == before {
+            return Err(ClientBuildError::NoCertificate {
+                path: path.to_owned(),
+            });
+        }
+    }
+    Ok(TlsConfig::builder()
+        .root_certs(RootCerts::new_with_certs(&roots))
+        .build())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classify_separates_faults_from_business_statuses() {
+        let ep = Endpoint::GetMemberCard;
+        let fault = |code, body: &str| match classify::<MemberCard>(ep, code, body.as_bytes()) {
+            Err(ApiError::Server { fault, .. }) => fault,
+            other => panic!("{body}: {other:?}"),
+        };
+        assert!(matches!(
+            fault(500, "<html>oops</html>"),
+            ServerFault::HttpStatus { code: 500, .. }
+        ));
+        assert!(matches!(
+            fault(200, "<html>login</html>"),
+            ServerFault::NotJson { .. }
+        ));
+        assert_eq!(
+            fault(200, r#"{"status":200,"data":{"card"#),
+            ServerFault::Truncated
+        );
+        assert_eq!(fault(200, r#"{"message":"x"}"#), ServerFault::MissingStatus);
+        assert!(matches!(fault(200, "[1,2]"), ServerFault::NotJson { .. }));
+        // A 200 without data is not an error at this level; `call_data` refuses it.
+        assert!(matches!(
+            classify::<MemberCard>(ep, 200, br#"{"status":200}"#),
+            Ok(None)
+        ));
+        assert!(matches!(
+            classify::<MemberCard>(ep, 200, br#"{"status":200,"data":{"cardCode":1}}"#),
+            Err(ApiError::Server {
+                fault: ServerFault::BadData(_),
+                ..
+            })
+        ));
+        match classify::<MemberCard>(ep, 200, br#"{"status":"603","message":"lost"}"#) {
+            Err(ApiError::Business {
+                status, message, ..
+            }) => {
+                assert_eq!(status, Status::CardLost);
+                assert_eq!(message, "lost");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn headers_file_is_parsed_and_values_never_printed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("headers");
+        std::fs::write(&path, "# token\nX-Api-Token: s3cr3t-value\n\nX-Shop: 12\n").unwrap();
+        let headers = read_headers(&path).unwrap();
+        assert_eq!(headers.len(), 2);
+        assert_eq!(headers[0].value, "s3cr3t-value");
+        let printed = format!("{headers:?}");
+        assert!(!printed.contains("s3cr3t"), "{printed}");
+        std::fs::write(&path, "no colon here\n").unwrap();
+        assert!(matches!(
+            read_headers(&path),
+            Err(ClientBuildError::BadHeaderLine { line: 1, .. })
+        ));
+    }
+}
