@@ -11,5 +11,6 @@
 pub mod api;
 pub mod config;
 pub mod probe;
+pub mod service;
 pub mod sim;
 pub mod store;
