@@ -10,6 +10,7 @@
 
 pub mod api;
 pub mod config;
+pub mod control;
 pub mod probe;
 pub mod service;
 pub mod sim;
