@@ -1,0 +1,324 @@
+//! The card cache: one entry per card, reachable by wxCode and by cardCode, bounded by a
+//! maximum number of cards with least-recently-used eviction.
+//!
+//! The value is whatever the service stores: a card's summary, or a definitive negative
+//! answer ("lost", "does not exist"), so a lost card's old balance is replaced, never served.
+//! A put *replaces* every entry that any of its keys reached (with all of that entry's keys):
+//! a negative answer known only by wxCode also hides the card's old entry by cardCode.
+//!
+//! Recency is an access sequence: `card_lru` maps sequence -> entry id and each entry holds
+//! its current sequence. A read moves the card to a new sequence (insert the new key, patch
+//! the entry, remove the old key: each step leaves a state eviction copes with, so a crash
+//! mid-way needs no transaction). Eviction takes the first `card_lru` key and skips stale
+//! ones whose entry has moved on. Puts and evictions are sled transactions that also keep
+//! `cards.count` in `meta`, so the bound is enforced without counting at open.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use sled::Transactional;
+use sled::transaction::TransactionalTree;
+use std::sync::atomic::Ordering;
+
+use super::codec::{self, DecodeError, Reader, Writer, key, parse_u64};
+use super::meta::{self, TxError};
+use super::{MAX_CODE_BYTES, Store, StoreError};
+
+/// The keys a card is cached under. At least one must be set.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CardKeys {
+    pub wx_code: Option<String>,
+    pub card_code: Option<String>,
+}
+
+impl CardKeys {
+    /// Keys for a card known by both codes.
+    pub fn both(wx_code: impl Into<String>, card_code: impl Into<String>) -> Self {
+        CardKeys {
+            wx_code: Some(wx_code.into()),
+            card_code: Some(card_code.into()),
+        }
+    }
+    /// Keys for a card known only by its wxCode.
+    pub fn wx(wx_code: impl Into<String>) -> Self {
+        CardKeys {
+            wx_code: Some(wx_code.into()),
+            card_code: None,
+        }
+    }
+    /// Keys for a card known only by its cardCode.
+    pub fn card(card_code: impl Into<String>) -> Self {
+        CardKeys {
+            wx_code: None,
+            card_code: Some(card_code.into()),
+        }
+    }
+
+    /// The index keys (`w`+wxCode, `c`+cardCode), validated.
+    fn index_keys(&self) -> Result<Vec<Vec<u8>>, StoreError> {
+        let mut out = Vec::with_capacity(2);
+        if let Some(w) = &self.wx_code {
+            out.push(index_key(b'w', w)?);
+        }
+        if let Some(c) = &self.card_code {
+            out.push(index_key(b'c', c)?);
+        }
+        if out.is_empty() {
+            return Err(StoreError::InvalidKey("neither wxCode nor cardCode given"));
+        }
+        Ok(out)
+    }
+}
+
+fn index_key(tag: u8, code: &str) -> Result<Vec<u8>, StoreError> {
+    if code.is_empty() {
+        return Err(StoreError::InvalidKey("empty code"));
+    }
+    if code.len() > MAX_CODE_BYTES {
+        return Err(StoreError::InvalidKey("code longer than 128 bytes"));
+    }
+    let mut k = Vec::with_capacity(code.len() + 1);
+    k.push(tag);
+    k.extend_from_slice(code.as_bytes());
+    Ok(k)
+}
+
+/// A cached card as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CachedCard<T> {
+    pub keys: CardKeys,
+    /// When the service fetched this answer (unix milliseconds).
+    pub fetched_at_ms: u64,
+    pub value: T,
+}
+
+/// An entry's header fields: fetched-at, access sequence, keys; then the payload.
+struct Entry<'a> {
+    fetched_at_ms: u64,
+    seq: u64,
+    wx: &'a str,
+    card: &'a str,
+    payload: &'a [u8],
+}
+
+/// Byte offset of the access sequence in an entry record (after the version byte and
+/// fetched-at), patched in place on every read.
+const SEQ_OFFSET: usize = 1 + 8;
+
+fn encode_entry(keys: &CardKeys, fetched_at_ms: u64, seq: u64, payload: &[u8]) -> Vec<u8> {
+    let wx = keys.wx_code.as_deref().unwrap_or("");
+    let card = keys.card_code.as_deref().unwrap_or("");
+    Writer::new(24 + wx.len() + card.len() + payload.len())
+        .u64(fetched_at_ms)
+        .u64(seq)
+        .str(wx)
+        .str(card)
+        .rest(payload)
+}
+
+fn decode_entry(bytes: &[u8]) -> Result<Entry<'_>, DecodeError> {
+    let mut r = Reader::new(bytes)?;
+    Ok(Entry {
+        fetched_at_ms: r.u64()?,
+        seq: r.u64()?,
+        wx: r.str()?,
+        card: r.str()?,
+        payload: r.rest(),
+    })
+}
+
+fn entry_index_keys(e: &Entry<'_>) -> Vec<Vec<u8>> {
+    let mut out = Vec::with_capacity(2);
+    for (tag, code) in [(b'w', e.wx), (b'c', e.card)] {
+        if !code.is_empty() {
+            let mut k = vec![tag];
+            k.extend_from_slice(code.as_bytes());
+            out.push(k);
+        }
+    }
+    out
+}
+
+/// Removes entry `id` (its record, index keys and LRU key) inside a transaction; returns
+/// whether it existed.
+fn tx_remove_entry(
+    cards: &TransactionalTree,
+    card_keys: &TransactionalTree,
+    card_lru: &TransactionalTree,
+    id: u64,
+) -> Result<bool, TxError> {
+    let Some(bytes) = cards.remove(&key(id))? else {
+        return Ok(false);
+    };
+    // A record we cannot parse is still removed; its index keys are found by the caller's
+    // lookups (they point at a missing id afterwards and are treated as misses).
+    if let Ok(e) = decode_entry(&bytes) {
+        for k in entry_index_keys(&e) {
+            if cards_id(card_keys.get(&k)?) == Some(id) {
+                card_keys.remove(k)?;
+            }
+        }
+        card_lru.remove(&key(e.seq))?;
+    }
+    Ok(true)
+}
+
+fn cards_id(v: Option<sled::IVec>) -> Option<u64> {
+    v.and_then(|v| parse_u64(&v))
+}
+
+impl Store {
+    /// Caches `value` for the card under `keys`, fetched at `fetched_at_ms` (unix ms).
+    ///
+    /// Replaces any entry reachable by one of the keys, then evicts least recently used
+    /// cards while more than `max_cards` are cached. Not fsynced: the cache is rebuilt from
+    /// the network; sled's background flush makes it durable within `flush_every_ms`.
+    pub fn put_card<T: Serialize>(
+        &self,
+        keys: &CardKeys,
+        fetched_at_ms: u64,
+        value: &T,
+    ) -> Result<(), StoreError> {
+        let index = keys.index_keys()?;
+        let payload = codec::encode_payload(value)?;
+        let _guard = self.cache_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let seq = self.access_seq.fetch_add(1, Ordering::Relaxed);
+        (&self.cards, &self.card_keys, &self.card_lru, &self.meta).transaction(
+            |(cards, card_keys, card_lru, meta)| {
+                let mut count = meta::tx_get(meta, meta::CARDS_COUNT)?;
+                for k in &index {
+                    if let Some(old) = cards_id(card_keys.get(k)?) {
+                        if tx_remove_entry(cards, card_keys, card_lru, old)? {
+                            count = count.saturating_sub(1);
+                        }
+                        card_keys.remove(k.as_slice())?;
+                    }
+                }
+                let id = meta::tx_get(meta, meta::CARDS_NEXT_ID)?.max(1);
+                meta::tx_set(meta, meta::CARDS_NEXT_ID, id + 1)?;
+                cards.insert(&key(id), encode_entry(keys, fetched_at_ms, seq, &payload))?;
+                for k in &index {
+                    card_keys.insert(k.as_slice(), &key(id))?;
+                }
+                card_lru.insert(&key(seq), &key(id))?;
+                meta::tx_set(meta, meta::CARDS_COUNT, count + 1)?;
+                Ok(())
+            },
+        )?;
+        self.evict_over_limit()
+    }
+
+    /// The card cached under this wxCode, marking it used.
+    pub fn get_card_by_wx<T: DeserializeOwned>(
+        &self,
+        wx_code: &str,
+    ) -> Result<Option<CachedCard<T>>, StoreError> {
+        self.get_card(index_key(b'w', wx_code)?)
+    }
+
+    /// The card cached under this cardCode, marking it used.
+    pub fn get_card_by_code<T: DeserializeOwned>(
+        &self,
+        card_code: &str,
+    ) -> Result<Option<CachedCard<T>>, StoreError> {
+        self.get_card(index_key(b'c', card_code)?)
+    }
+
+    /// Removes the card reachable by any of `keys`; returns how many entries went.
+    pub fn remove_card(&self, keys: &CardKeys) -> Result<u64, StoreError> {
+        let index = keys.index_keys()?;
+        let _guard = self.cache_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let removed = (&self.cards, &self.card_keys, &self.card_lru, &self.meta).transaction(
+            |(cards, card_keys, card_lru, meta)| {
+                let mut removed = 0;
+                for k in &index {
+                    if let Some(id) = cards_id(card_keys.remove(k.as_slice())?)
+                        && tx_remove_entry(cards, card_keys, card_lru, id)?
+                    {
+                        removed += 1;
+                    }
+                }
+                let count = meta::tx_get(meta, meta::CARDS_COUNT)?;
+                meta::tx_set(meta, meta::CARDS_COUNT, count.saturating_sub(removed))?;
+                Ok(removed)
+            },
+        )?;
+        Ok(removed)
+    }
+
+    /// Cards currently cached (from the `meta` counter, no scan).
+    pub fn card_count(&self) -> Result<u64, StoreError> {
+        meta::get(&self.meta, meta::CARDS_COUNT)
+    }
+
+    fn get_card<T: DeserializeOwned>(
+        &self,
+        index: Vec<u8>,
+    ) -> Result<Option<CachedCard<T>>, StoreError> {
+        let bytes = {
+            let _guard = self.cache_lock.lock().unwrap_or_else(|p| p.into_inner());
+            let Some(id) = cards_id(self.card_keys.get(&index)?) else {
+                return Ok(None);
+            };
+            let Some(bytes) = self.cards.get(key(id))? else {
+                return Ok(None);
+            };
+            let old_seq = decode_entry(&bytes)
+                .map_err(|e| e.into_store("card entry", id))?
+                .seq;
+            // Touch: new LRU key first, then the entry, then drop the old key. A crash between
+            // steps leaves at worst a stale LRU key, which eviction skips and deletes.
+            let seq = self.access_seq.fetch_add(1, Ordering::Relaxed);
+            self.card_lru.insert(key(seq), &key(id))?;
+            let mut patched = bytes.to_vec();
+            patched[SEQ_OFFSET..SEQ_OFFSET + 8].copy_from_slice(&seq.to_be_bytes());
+            self.cards.insert(key(id), patched)?;
+            self.card_lru.remove(key(old_seq))?;
+            (id, bytes)
+        };
+        let (id, bytes) = bytes;
+        let e = decode_entry(&bytes).map_err(|e| e.into_store("card entry", id))?;
+        let value = codec::decode_payload(e.payload).map_err(|e| e.into_store("card entry", id))?;
+        let keys = CardKeys {
+            wx_code: (!e.wx.is_empty()).then(|| e.wx.to_string()),
+            card_code: (!e.card.is_empty()).then(|| e.card.to_string()),
+        };
+        Ok(Some(CachedCard {
+            keys,
+            fetched_at_ms: e.fetched_at_ms,
+            value,
+        }))
+    }
+
+    /// Evicts least recently used cards until at most `max_cards` remain. Caller holds
+    /// `cache_lock`.
+    fn evict_over_limit(&self) -> Result<(), StoreError> {
+        while self.card_count()? > self.config.max_cards {
+            let Some((seq_key, id_bytes)) = self.card_lru.first()? else {
+                log::error!("store: card count above the limit but the LRU index is empty");
+                return Ok(());
+            };
+            let seq = parse_u64(&seq_key).ok_or(StoreError::Meta { key: "card_lru" })?;
+            let id = parse_u64(&id_bytes).ok_or(StoreError::Meta { key: "card_lru" })?;
+            let current = match self.cards.get(key(id))? {
+                Some(b) => decode_entry(&b).ok().map(|e| e.seq),
+                None => None,
+            };
+            if current != Some(seq) && current.is_some() {
+                // A stale key left by an interrupted touch: the entry lives on at a later seq.
+                self.card_lru.remove(seq_key)?;
+                continue;
+            }
+            (&self.cards, &self.card_keys, &self.card_lru, &self.meta)
+                .transaction(|(cards, card_keys, card_lru, meta)| {
+                    card_lru.remove(&seq_key)?;
+                    if tx_remove_entry(cards, card_keys, card_lru, id)? {
+                        let count = meta::tx_get(meta, meta::CARDS_COUNT)?;
+                        meta::tx_set(meta, meta::CARDS_COUNT, count.saturating_sub(1))?;
+                    }
+                    Ok::<_, TxError>(())
+                })
+                .map_err(StoreError::from)?;
+        }
+        Ok(())
+    }
+}

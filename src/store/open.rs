@@ -1,0 +1,275 @@
+//! Opening the store: private modes, sled's configuration, and the quarantine of a store
+//! that sled cannot open.
+//!
+//! A till with no engineer on site must not crash-loop on a damaged disk. When sled reports
+//! corruption (or a damaged file it cannot parse), the whole directory is renamed to a dated
+//! `<name>.quarantine-<UTC>` sibling (kept for an operator, never deleted), a loud error is
+//! logged with the number of queued writes it held (from the sidecar file, when readable),
+//! and an empty store is opened in its place. Errors that are not about the store's bytes
+//! (another process holds the lock, permissions, a full disk) are returned instead: moving a
+//! healthy store aside for those would hide queued writes for nothing.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::AtomicU64;
+use std::time::SystemTime;
+
+use super::codec::parse_u64;
+use super::{Store, StoreConfig, StoreError, fsutil, meta};
+
+/// What happened while opening the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenReport {
+    /// The store directory did not hold a store before (first start, or after quarantine).
+    pub created: bool,
+    /// Set when the previous store could not be opened and was moved aside.
+    pub quarantined: Option<Quarantined>,
+    /// Set when sled opened the store but without writes it had acknowledged.
+    pub lost_acknowledged: Option<LostAcknowledged>,
+    /// Cards in the cache after open.
+    pub cards: u64,
+    /// Writes waiting in the outbox after open.
+    pub pending: u64,
+    /// Dead letters after open.
+    pub dead: u64,
+}
+
+/// A store that was moved aside because sled could not open it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Quarantined {
+    /// Where the old store now is.
+    pub path: PathBuf,
+    /// sled's error, as text.
+    pub reason: String,
+    /// Queued writes the old store held as of its last outbox change, if the sidecar file
+    /// could be read (it is not fsynced: after a power cut it may lag the last change).
+    pub queued: Option<QueuedCount>,
+}
+
+/// Evidence that sled recovered less than it had acknowledged: the sidecar recorded outbox
+/// ids up to `last_acked_id` as on disk, but the recovered store's next id is not above it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LostAcknowledged {
+    pub last_acked_id: u64,
+    pub recovered_next_id: u64,
+}
+
+/// Queued writes held by a store: pending plus dead letters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueuedCount {
+    pub pending: u64,
+    pub dead: u64,
+}
+
+/// Whether a sled open error means the store's bytes are damaged.
+fn is_damage(e: &sled::Error) -> bool {
+    use std::io::ErrorKind;
+    match e {
+        sled::Error::Corruption { .. } | sled::Error::ReportableBug(_) => true,
+        sled::Error::Unsupported(_) => true,
+        sled::Error::Io(io) => {
+            matches!(io.kind(), ErrorKind::InvalidData | ErrorKind::UnexpectedEof)
+        }
+        sled::Error::CollectionNotFound(_) => false,
+    }
+}
+
+impl Store {
+    /// Opens the store in `dir`, creating it (0700, files 0600) if needed.
+    ///
+    /// A store sled cannot open because its bytes are damaged is quarantined and an empty
+    /// one opened instead; [`OpenReport::quarantined`] says so. Open does no scan or count:
+    /// lengths come from the `meta` counters.
+    pub fn open(
+        dir: impl AsRef<Path>,
+        config: &StoreConfig,
+    ) -> Result<(Store, OpenReport), StoreError> {
+        let dir = dir.as_ref().to_path_buf();
+        let io_err = |op: &'static str, path: &Path| {
+            let path = path.to_path_buf();
+            move |source| StoreError::Io { op, path, source }
+        };
+        fsutil::create_private_dir(&dir).map_err(io_err("create the store directory", &dir))?;
+        let existed = dir.join("db").exists();
+        // The sidecar is created right after the schema key is durable: if it exists, this
+        // directory held an initialised store, whatever sled now says.
+        let initialised = dir.join(fsutil::SIDECAR).exists();
+        let prior = fsutil::read_sidecar(&dir);
+
+        let (db, quarantined) = match open_sled(&dir, config) {
+            Ok(db) if initialised && !has_schema(&db)? => {
+                // sled treats an unreadable log as a torn tail and opens what precedes it:
+                // here nothing, so the store's data is gone, not merely absent.
+                drop(db);
+                let q = quarantine(&dir, "sled opened it without its data (unreadable log)")?;
+                let db = open_sled(&dir, config).map_err(|source| StoreError::Open {
+                    path: dir.clone(),
+                    source,
+                })?;
+                (db, Some(q))
+            }
+            Ok(db) => (db, None),
+            Err(source) if is_damage(&source) => {
+                let q = quarantine(&dir, &source.to_string())?;
+                let db = open_sled(&dir, config).map_err(|source| StoreError::Open {
+                    path: dir.clone(),
+                    source,
+                })?;
+                (db, Some(q))
+            }
+            Err(source) => return Err(StoreError::Open { path: dir, source }),
+        };
+        let created = !existed || quarantined.is_some();
+
+        let tree = |name: &str| db.open_tree(name);
+        let meta = tree("meta")?;
+        let (cards, card_keys, card_lru) = (tree("cards")?, tree("card_keys")?, tree("card_lru")?);
+        let (outbox, dead) = (tree("outbox")?, tree("dead")?);
+
+        match meta.get(meta::SCHEMA)? {
+            None => {
+                meta.insert(meta::SCHEMA, &meta::SCHEMA_VERSION.to_be_bytes()[..])?;
+            }
+            Some(v) => {
+                let found = parse_u64(&v).ok_or(StoreError::Meta { key: "schema" })?;
+                if found != meta::SCHEMA_VERSION {
+                    return Err(StoreError::Schema {
+                        path: dir,
+                        found,
+                        expected: meta::SCHEMA_VERSION,
+                    });
+                }
+            }
+        }
+
+        let next_id = meta::get(&meta, meta::OUTBOX_NEXT_ID)?;
+        let lost_acknowledged = match prior {
+            Some(p) if quarantined.is_none() && p.acked > 0 && next_id <= p.acked => {
+                log::error!(
+                    "STORE LOST ACKNOWLEDGED WRITES: {} recovered outbox ids below {next_id}, \
+                     but ids up to {} had been acknowledged as queued; sled discarded part of \
+                     its log (disk damage?). The writes after the damage will NOT be delivered.",
+                    dir.display(),
+                    p.acked
+                );
+                // Never hand out a lost write's id again: the cashier was told it.
+                meta.insert(meta::OUTBOX_NEXT_ID, &(p.acked + 1).to_be_bytes()[..])?;
+                Some(LostAcknowledged {
+                    last_acked_id: p.acked,
+                    recovered_next_id: next_id,
+                })
+            }
+            _ => None,
+        };
+
+        let next_seq = match card_lru.last()? {
+            Some((k, _)) => parse_u64(&k).ok_or(StoreError::Meta { key: "card_lru" })? + 1,
+            None => 1,
+        };
+        let db_path = dir.join("db");
+        let db_file = File::open(&db_path).map_err(io_err("open for fsync", &db_path))?;
+        // The schema key is made durable before the sidecar exists (see `initialised`).
+        db.flush()?;
+        db_file.sync_all().map_err(io_err("fsync", &db_path))?;
+        let sidecar =
+            fsutil::open_sidecar(&dir).map_err(io_err("open the sidecar file in", &dir))?;
+
+        let report = OpenReport {
+            created,
+            quarantined,
+            lost_acknowledged,
+            cards: meta::get(&meta, meta::CARDS_COUNT)?,
+            pending: meta::get(&meta, meta::OUTBOX_COUNT)?,
+            dead: meta::get(&meta, meta::DEAD_COUNT)?,
+        };
+        let acked = next_id
+            .saturating_sub(1)
+            .max(lost_acknowledged.map_or(0, |l| l.last_acked_id));
+        let state = fsutil::Sidecar {
+            pending: report.pending,
+            dead: report.dead,
+            acked,
+        };
+        fsutil::write_sidecar(&sidecar, state)
+            .map_err(io_err("write the sidecar file in", &dir))?;
+
+        let store = Store {
+            dir: dir.clone(),
+            config: config.clone(),
+            db,
+            db_file,
+            meta,
+            cards,
+            card_keys,
+            card_lru,
+            outbox,
+            dead,
+            cache_lock: Mutex::new(()),
+            access_seq: AtomicU64::new(next_seq),
+            sidecar: Mutex::new((sidecar, acked)),
+        };
+        // The schema key and the files sled just created become durable and private now, so
+        // the first acknowledged enqueue does not depend on directory entries still in cache.
+        store.sync()?;
+        fsutil::restrict_tree(&dir).map_err(io_err("restrict file modes in", &dir))?;
+        fsutil::sync_dir(&dir).map_err(io_err("fsync", &dir))?;
+        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            fsutil::sync_dir(parent).map_err(io_err("fsync", parent))?;
+        }
+        Ok((store, report))
+    }
+}
+
+fn open_sled(dir: &Path, config: &StoreConfig) -> sled::Result<sled::Db> {
+    sled::Config::new()
+        .path(dir)
+        .cache_capacity(config.cache_capacity_bytes)
+        .flush_every_ms(config.flush_every_ms)
+        .mode(sled::Mode::LowSpace)
+        .open()
+}
+
+fn has_schema(db: &sled::Db) -> Result<bool, StoreError> {
+    Ok(db.open_tree("meta")?.contains_key(meta::SCHEMA)?)
+}
+
+/// Moves `dir` aside and recreates it empty; logs the loud error.
+fn quarantine(dir: &Path, cause: &str) -> Result<Quarantined, StoreError> {
+    let target = fsutil::quarantine_path(dir, SystemTime::now());
+    let queued = fsutil::read_sidecar(dir).map(|s| QueuedCount {
+        pending: s.pending,
+        dead: s.dead,
+    });
+    std::fs::rename(dir, &target).map_err(|source| StoreError::Io {
+        op: "move the damaged store aside to",
+        path: target.clone(),
+        source,
+    })?;
+    let held = match queued {
+        Some(q) => format!(
+            "{} queued writes ({} pending, {} dead letters)",
+            q.pending + q.dead,
+            q.pending,
+            q.dead
+        ),
+        None => "an unknown number of queued writes".to_string(),
+    };
+    log::error!(
+        "STORE QUARANTINED: sled cannot open {} ({cause}); moved it to {} with {held}; \
+         starting with an EMPTY store. Queued writes in the quarantined store will NOT be \
+         delivered unless an operator recovers them.",
+        dir.display(),
+        target.display()
+    );
+    fsutil::create_private_dir(dir).map_err(|source| StoreError::Io {
+        op: "recreate the store directory",
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    Ok(Quarantined {
+        path: target,
+        reason: cause.to_string(),
+        queued,
+    })
+}

@@ -1,0 +1,344 @@
+//! The durable outbox of queued writes, and its dead-letter list.
+//!
+//! **Durability:** [`Store::enqueue`] returns only after sled's `flush()` *and* an fsync of
+//! sled's `db` file: sled 0.34 flushes with `sync_file_range`, which neither reaches the
+//! disk's write cache nor persists file-size metadata. Values stay under
+//! [`super::MAX_VALUE_BYTES`], so sled never puts them in its (never fsynced) blob files.
+//!
+//! **Order:** ids come from a counter in `meta`, bumped in the same transaction as the
+//! insert, so ids are strictly increasing, never reused, and key order is replay order.
+//!
+//! **Bound:** pending plus dead letters may not exceed `max_outbox` (both hold personal data
+//! on disk). A full outbox refuses [`Store::enqueue`] with [`StoreError::OutboxFull`]; the
+//! check runs inside the insert's transaction, so a refused write leaves no trace.
+//!
+//! **Dead letters** keep the outbox id. [`Store::retry_dead`] puts the entry back under that
+//! same id, which is older than every pending entry (replay is in order, so everything older
+//! was already settled): the retried write is replayed *next*, and the id the cashier was
+//! given stays the one the operator sees.
+//!
+//! **Removal** ([`Store::remove_delivered`]) is not fsynced: a removal lost in a crash means
+//! one resend, which the service's at-least-once replay must recognise anyway. Call
+//! [`Store::sync`] after a batch. sled is log-structured: a removed value's bytes stay in the
+//! `db` file until sled rewrites or reuses that segment (see docs/store.md).
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use sled::Transactional;
+use sled::transaction::ConflictableTransactionError;
+
+use super::codec::{self, Reader, Writer, key, parse_u64};
+use super::meta::{self, TxError};
+use super::{Store, StoreError, fsutil};
+
+/// The id of a queued write: increasing in enqueue order, never reused.
+pub type OutboxId = u64;
+
+/// Longest dead-letter message kept (the backend's text is untrusted).
+const MAX_MESSAGE_BYTES: usize = 1024;
+
+/// A pending write.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxEntry<T> {
+    pub id: OutboxId,
+    /// When it was queued (unix milliseconds).
+    pub enqueued_at_ms: u64,
+    pub value: T,
+}
+
+/// A write the backend rejected, kept for the operator.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeadLetter<T> {
+    pub id: OutboxId,
+    pub enqueued_at_ms: u64,
+    /// When it was rejected (unix milliseconds).
+    pub dead_at_ms: u64,
+    /// The backend's business status (e.g. 603, 801).
+    pub status: i64,
+    /// The backend's message (truncated to 1 KiB).
+    pub message: String,
+    pub value: T,
+}
+
+/// Outbox lengths and age, from counters and the first key: no scan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutboxStats {
+    pub pending: u64,
+    pub dead: u64,
+    pub max: u64,
+    /// Enqueue time of the oldest pending write.
+    pub oldest_enqueued_at_ms: Option<u64>,
+}
+
+fn decode_pending<T: DeserializeOwned>(
+    id: u64,
+    bytes: &[u8],
+) -> Result<OutboxEntry<T>, StoreError> {
+    let err = |e: codec::DecodeError| e.into_store("outbox entry", id);
+    let mut r = Reader::new(bytes).map_err(err)?;
+    let enqueued_at_ms = r.u64().map_err(err)?;
+    let value = codec::decode_payload(r.rest()).map_err(err)?;
+    Ok(OutboxEntry {
+        id,
+        enqueued_at_ms,
+        value,
+    })
+}
+
+fn decode_dead<T: DeserializeOwned>(id: u64, bytes: &[u8]) -> Result<DeadLetter<T>, StoreError> {
+    let err = |e: codec::DecodeError| e.into_store("dead letter", id);
+    let mut r = Reader::new(bytes).map_err(err)?;
+    let enqueued_at_ms = r.u64().map_err(err)?;
+    let dead_at_ms = r.u64().map_err(err)?;
+    let status = r.i64().map_err(err)?;
+    let message = r.str().map_err(err)?.to_string();
+    let value = codec::decode_payload(r.rest()).map_err(err)?;
+    Ok(DeadLetter {
+        id,
+        enqueued_at_ms,
+        dead_at_ms,
+        status,
+        message,
+        value,
+    })
+}
+
+fn truncate_message(m: &str) -> &str {
+    if m.len() <= MAX_MESSAGE_BYTES {
+        return m;
+    }
+    let mut end = MAX_MESSAGE_BYTES;
+    while !m.is_char_boundary(end) {
+        end -= 1;
+    }
+    &m[..end]
+}
+
+fn abort(e: StoreError) -> TxError {
+    ConflictableTransactionError::Abort(e)
+}
+
+impl Store {
+    /// Queues `value` at `now_ms` (unix ms); returns its id once it is on disk.
+    ///
+    /// Refused with [`StoreError::OutboxFull`] (nothing written) when pending plus dead
+    /// letters reach `max_outbox`, or [`StoreError::ValueTooLarge`].
+    pub fn enqueue<T: Serialize + ?Sized>(
+        &self,
+        now_ms: u64,
+        value: &T,
+    ) -> Result<OutboxId, StoreError> {
+        let payload = codec::encode_payload(value)?;
+        let record = Writer::new(8 + payload.len()).u64(now_ms).rest(&payload);
+        let max = self.config.max_outbox;
+        let id = (&self.outbox, &self.meta).transaction(|(outbox, meta)| {
+            let pending = meta::tx_get(meta, meta::OUTBOX_COUNT)?;
+            let dead = meta::tx_get(meta, meta::DEAD_COUNT)?;
+            if pending + dead >= max {
+                return Err(abort(StoreError::OutboxFull { pending, dead, max }));
+            }
+            let id = meta::tx_get(meta, meta::OUTBOX_NEXT_ID)?.max(1);
+            meta::tx_set(meta, meta::OUTBOX_NEXT_ID, id + 1)?;
+            outbox.insert(&key(id), record.as_slice())?;
+            meta::tx_set(meta, meta::OUTBOX_COUNT, pending + 1)?;
+            Ok(id)
+        })?;
+        self.sync()?;
+        self.update_sidecar(Some(id));
+        Ok(id)
+    }
+
+    /// The oldest pending write, if any.
+    pub fn peek_oldest<T: DeserializeOwned>(&self) -> Result<Option<OutboxEntry<T>>, StoreError> {
+        match self.outbox.first()? {
+            None => Ok(None),
+            Some((k, v)) => {
+                let id = parse_u64(&k).ok_or(StoreError::Meta { key: "outbox key" })?;
+                decode_pending(id, &v).map(Some)
+            }
+        }
+    }
+
+    /// Pending writes in replay order. An entry that does not decode yields
+    /// [`StoreError::Decode`] with its id, and iteration goes on.
+    pub fn pending<T: DeserializeOwned>(
+        &self,
+    ) -> impl Iterator<Item = Result<OutboxEntry<T>, StoreError>> + '_ {
+        self.outbox.iter().map(|kv| {
+            let (k, v) = kv?;
+            let id = parse_u64(&k).ok_or(StoreError::Meta { key: "outbox key" })?;
+            decode_pending(id, &v)
+        })
+    }
+
+    /// Removes a delivered write (and its personal data). Returns whether it was pending.
+    pub fn remove_delivered(&self, id: OutboxId) -> Result<bool, StoreError> {
+        let removed = (&self.outbox, &self.meta).transaction(|(outbox, meta)| {
+            if outbox.remove(&key(id))?.is_none() {
+                return Ok(false);
+            }
+            let pending = meta::tx_get(meta, meta::OUTBOX_COUNT)?;
+            meta::tx_set(meta, meta::OUTBOX_COUNT, pending.saturating_sub(1))?;
+            Ok(true)
+        })?;
+        self.update_sidecar(None);
+        Ok(removed)
+    }
+
+    /// Moves a pending write to the dead-letter list with the backend's answer.
+    pub fn dead_letter(
+        &self,
+        id: OutboxId,
+        status: i64,
+        message: &str,
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
+        let message = truncate_message(message);
+        (&self.outbox, &self.dead, &self.meta).transaction(|(outbox, dead, meta)| {
+            let Some(bytes) = outbox.remove(&key(id))? else {
+                return Err(abort(StoreError::NotFound {
+                    what: "pending write",
+                    id,
+                }));
+            };
+            let mut r = Reader::new(&bytes).map_err(|e| abort(e.into_store("outbox entry", id)))?;
+            let enqueued_at_ms = r
+                .u64()
+                .map_err(|e| abort(e.into_store("outbox entry", id)))?;
+            let payload = r.rest();
+            let record = Writer::new(32 + message.len() + payload.len())
+                .u64(enqueued_at_ms)
+                .u64(now_ms)
+                .i64(status)
+                .str(message)
+                .rest(payload);
+            dead.insert(&key(id), record)?;
+            let pending = meta::tx_get(meta, meta::OUTBOX_COUNT)?;
+            meta::tx_set(meta, meta::OUTBOX_COUNT, pending.saturating_sub(1))?;
+            let d = meta::tx_get(meta, meta::DEAD_COUNT)?;
+            meta::tx_set(meta, meta::DEAD_COUNT, d + 1)?;
+            Ok(())
+        })?;
+        self.update_sidecar(None);
+        Ok(())
+    }
+
+    /// Dead letters, oldest id first.
+    pub fn dead_letters<T: DeserializeOwned>(
+        &self,
+    ) -> impl Iterator<Item = Result<DeadLetter<T>, StoreError>> + '_ {
+        self.dead.iter().map(|kv| {
+            let (k, v) = kv?;
+            let id = parse_u64(&k).ok_or(StoreError::Meta { key: "dead key" })?;
+            decode_dead(id, &v)
+        })
+    }
+
+    /// Puts a dead letter back in the outbox under its id, so it is replayed next.
+    pub fn retry_dead(&self, id: OutboxId) -> Result<(), StoreError> {
+        (&self.outbox, &self.dead, &self.meta).transaction(|(outbox, dead, meta)| {
+            let Some(bytes) = dead.remove(&key(id))? else {
+                return Err(abort(StoreError::NotFound {
+                    what: "dead letter",
+                    id,
+                }));
+            };
+            let mut r = Reader::new(&bytes).map_err(|e| abort(e.into_store("dead letter", id)))?;
+            let enqueued_at_ms = r
+                .u64()
+                .map_err(|e| abort(e.into_store("dead letter", id)))?;
+            let _dead_at = r
+                .u64()
+                .map_err(|e| abort(e.into_store("dead letter", id)))?;
+            let _status = r
+                .i64()
+                .map_err(|e| abort(e.into_store("dead letter", id)))?;
+            let _message = r
+                .str()
+                .map_err(|e| abort(e.into_store("dead letter", id)))?;
+            let payload = r.rest();
+            let record = Writer::new(8 + payload.len())
+                .u64(enqueued_at_ms)
+                .rest(payload);
+            outbox.insert(&key(id), record)?;
+            let d = meta::tx_get(meta, meta::DEAD_COUNT)?;
+            meta::tx_set(meta, meta::DEAD_COUNT, d.saturating_sub(1))?;
+            let pending = meta::tx_get(meta, meta::OUTBOX_COUNT)?;
+            meta::tx_set(meta, meta::OUTBOX_COUNT, pending + 1)?;
+            Ok(())
+        })?;
+        self.update_sidecar(None);
+        Ok(())
+    }
+
+    /// Deletes a dead letter for good (an operator's decision). Returns whether it existed.
+    pub fn drop_dead(&self, id: OutboxId) -> Result<bool, StoreError> {
+        let dropped = (&self.dead, &self.meta).transaction(|(dead, meta)| {
+            if dead.remove(&key(id))?.is_none() {
+                return Ok(false);
+            }
+            let d = meta::tx_get(meta, meta::DEAD_COUNT)?;
+            meta::tx_set(meta, meta::DEAD_COUNT, d.saturating_sub(1))?;
+            Ok(true)
+        })?;
+        self.update_sidecar(None);
+        Ok(dropped)
+    }
+
+    /// Pending writes (a counter, no scan).
+    pub fn outbox_len(&self) -> Result<u64, StoreError> {
+        meta::get(&self.meta, meta::OUTBOX_COUNT)
+    }
+
+    /// Lengths, bound and oldest enqueue time.
+    pub fn outbox_stats(&self) -> Result<OutboxStats, StoreError> {
+        let oldest_enqueued_at_ms = match self.outbox.first()? {
+            None => None,
+            Some((k, v)) => {
+                let id = parse_u64(&k).unwrap_or(0);
+                Some(
+                    Reader::new(&v)
+                        .and_then(|mut r| r.u64())
+                        .map_err(|e| e.into_store("outbox entry", id))?,
+                )
+            }
+        };
+        Ok(OutboxStats {
+            pending: meta::get(&self.meta, meta::OUTBOX_COUNT)?,
+            dead: meta::get(&self.meta, meta::DEAD_COUNT)?,
+            max: self.config.max_outbox,
+            oldest_enqueued_at_ms,
+        })
+    }
+
+    /// Age of the oldest pending write at `now_ms`, if any.
+    pub fn oldest_age_ms(&self, now_ms: u64) -> Result<Option<u64>, StoreError> {
+        Ok(self
+            .outbox_stats()?
+            .oldest_enqueued_at_ms
+            .map(|t| now_ms.saturating_sub(t)))
+    }
+
+    /// Rewrites the sidecar; `acked` is an id whose enqueue was just fsynced. A failure
+    /// only costs the quarantine report its number.
+    fn update_sidecar(&self, acked: Option<OutboxId>) {
+        let mut guard = self.sidecar.lock().unwrap_or_else(|p| p.into_inner());
+        let (f, last_acked) = &mut *guard;
+        *last_acked = (*last_acked).max(acked.unwrap_or(0));
+        let counts = meta::get(&self.meta, meta::OUTBOX_COUNT)
+            .and_then(|p| Ok((p, meta::get(&self.meta, meta::DEAD_COUNT)?)));
+        match counts {
+            Ok((pending, dead)) => {
+                let state = fsutil::Sidecar {
+                    pending,
+                    dead,
+                    acked: *last_acked,
+                };
+                if let Err(e) = fsutil::write_sidecar(f, state) {
+                    log::warn!("store: cannot update the queued-writes sidecar: {e}");
+                }
+            }
+            Err(e) => log::warn!("store: cannot read outbox counters: {e}"),
+        }
+    }
+}
