@@ -1,0 +1,266 @@
+//! The vendor API over HTTP: routing, wire checks, and the faults applied around each answer.
+//!
+//! Every request goes through [`dispatch`]: count it, add latency, hang if told to, answer
+//! with an HTML 500 or a forced status if told to, otherwise run the endpoint's logic, and
+//! finally render the envelope (with a string status, or cut short, if told to). Only the
+//! endpoint, wxCode or order id and the status are logged: never a request body.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use http_body::Frame;
+
+use super::Shared;
+use super::fault::FaultMode;
+use super::wire::{CardIssueOrder, Endpoint, MemberInfo, Reply, WireError, is_json_content_type};
+
+type Params = Result<Query<HashMap<String, String>>, QueryRejection>;
+
+/// The request as the endpoint's logic needs it.
+enum Input {
+    Body(HeaderMap, Bytes),
+    Query(Params),
+}
+
+/// The router of the five endpoints.
+pub(crate) fn router(shared: Arc<Shared>) -> Router {
+    let write = |endpoint: Endpoint| {
+        post(
+            move |State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes| {
+                dispatch(s, endpoint, Input::Body(headers, body))
+            },
+        )
+    };
+    let read = |endpoint: Endpoint| {
+        get(move |State(s): State<Arc<Shared>>, params: Params| {
+            dispatch(s, endpoint, Input::Query(params))
+        })
+    };
+    Router::new()
+        .route(&Endpoint::SaveCardId.path(), write(Endpoint::SaveCardId))
+        .route(
+            &Endpoint::CreateMemberCard.path(),
+            write(Endpoint::CreateMemberCard),
+        )
+        .route(
+            &Endpoint::ActiveMember.path(),
+            write(Endpoint::ActiveMember),
+        )
+        .route(&Endpoint::GetPayCode.path(), read(Endpoint::GetPayCode))
+        .route(
+            &Endpoint::GetMemberCard.path(),
+            read(Endpoint::GetMemberCard),
+        )
+        .with_state(shared)
+}
+
+/// The HTML page of the `http500` fault, like a reverse proxy's error page.
+pub(crate) const HTML_500: &str = "<!DOCTYPE html>\n<html><head><title>500 Internal Server Error\
+    </title></head><body><h1>Internal Server Error</h1><p>The server encountered an internal \
+    error.</p><hr><address>wxcard-sim</address></body></html>\n";
+
+async fn dispatch(shared: Arc<Shared>, endpoint: Endpoint, input: Input) -> Response {
+    *shared
+        .state()
+        .counters_mut()
+        .requests
+        .entry(endpoint)
+        .or_default() += 1;
+    let latency = shared.faults().latency;
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    let mut faults = shared.faults.subscribe();
+    if faults.borrow().faults.mode == FaultMode::Hang {
+        log::debug!("{endpoint}: hanging");
+        // Released when the mode changes; if the simulator stops, the task is aborted.
+        let _ = faults.wait_for(|f| f.faults.mode != FaultMode::Hang).await;
+    }
+    let mode = shared.faults().mode;
+    if mode == FaultMode::Http500 {
+        count_faulted(&shared, endpoint);
+        log::debug!("{endpoint}: fault http500");
+        let mut response = (StatusCode::INTERNAL_SERVER_ERROR, HTML_500).into_response();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/html; charset=utf-8"),
+        );
+        return response;
+    }
+    let forced = shared.forced().take(endpoint);
+    let reply = match forced {
+        Some(status) => {
+            count_faulted(&shared, endpoint);
+            Reply::status(status, "forced by the simulator")
+        }
+        None => answer(&shared, endpoint, input),
+    };
+    if mode == FaultMode::Truncated {
+        count_faulted(&shared, endpoint);
+    }
+    render(&reply, mode)
+}
+
+fn count_faulted(shared: &Shared, endpoint: Endpoint) {
+    *shared
+        .state()
+        .counters_mut()
+        .faulted
+        .entry(endpoint)
+        .or_default() += 1;
+}
+
+fn body_of(input: Input) -> Result<Bytes, Reply> {
+    let Input::Body(headers, body) = input else {
+        return Err(Reply::bad_request("expected a body"));
+    };
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !is_json_content_type(content_type) {
+        return Err(Reply::bad_request(WireError::ContentType));
+    }
+    Ok(body)
+}
+
+fn params_of(input: Input, required: &[&str]) -> Result<HashMap<String, String>, Reply> {
+    let Input::Query(params) = input else {
+        return Err(Reply::bad_request("expected query parameters"));
+    };
+    let Query(params) = params.map_err(|e| Reply::bad_request(e.body_text()))?;
+    if let Some(unknown) = params
+        .keys()
+        .find(|k| !["cardId", "wxCode"].contains(&k.as_str()))
+    {
+        return Err(Reply::bad_request(WireError::UnknownField(unknown.clone())));
+    }
+    for name in required {
+        match params.get(*name) {
+            None => return Err(Reply::bad_request(WireError::Missing((*name).into()))),
+            Some(v) if v.is_empty() => {
+                return Err(Reply::bad_request(WireError::Empty((*name).into())));
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(params)
+}
+
+/// Runs the endpoint's logic; logs the endpoint, key and status only.
+fn answer(shared: &Shared, endpoint: Endpoint, input: Input) -> Reply {
+    let now = tokio::time::Instant::now().into_std();
+    let (key, reply) = match endpoint {
+        Endpoint::GetMemberCard | Endpoint::GetPayCode => {
+            // cardId is optional: an empty or absent cardId matches any template.
+            match params_of(input, &["wxCode"]) {
+                Err(reply) => (String::new(), reply),
+                Ok(p) => {
+                    let wx_code = p["wxCode"].clone();
+                    let mut state = shared.state();
+                    let reply = if endpoint == Endpoint::GetPayCode {
+                        state.get_pay_code(&wx_code, now)
+                    } else {
+                        state.get_member_card(p.get("cardId").map(String::as_str), &wx_code)
+                    };
+                    (wx_code, reply)
+                }
+            }
+        }
+        Endpoint::ActiveMember | Endpoint::CreateMemberCard => {
+            match body_of(input).and_then(|b| MemberInfo::parse(&b).map_err(Reply::bad_request)) {
+                Err(reply) => (String::new(), reply),
+                Ok(info) => {
+                    let mut state = shared.state();
+                    let reply = if endpoint == Endpoint::ActiveMember {
+                        state.active_member(&info)
+                    } else {
+                        state.create_member_card(&info)
+                    };
+                    (info.wx_code, reply)
+                }
+            }
+        }
+        Endpoint::SaveCardId => {
+            match body_of(input).and_then(|b| CardIssueOrder::parse(&b).map_err(Reply::bad_request))
+            {
+                Err(reply) => (String::new(), reply),
+                Ok(order) => {
+                    let id = order.id.to_string();
+                    (id, shared.state().save_card_id(order))
+                }
+            }
+        }
+    };
+    if reply.http == 200 {
+        log::debug!("{endpoint} {key}: {} {}", reply.status, reply.message);
+    } else {
+        // The message names fields and types, never their values.
+        log::warn!("{endpoint}: HTTP {}: {}", reply.http, reply.message);
+    }
+    reply
+}
+
+/// Renders the envelope, applying the `string_status` and `truncated` faults.
+fn render(reply: &Reply, mode: FaultMode) -> Response {
+    let body = reply.body(mode == FaultMode::StringStatus);
+    let text = serde_json::to_vec(&body).unwrap_or_else(|_| b"{}".to_vec());
+    let status = StatusCode::from_u16(reply.http).unwrap_or(StatusCode::OK);
+    let full_len = text.len();
+    let body = if mode == FaultMode::Truncated {
+        Body::new(Truncated {
+            part: Some(Bytes::from(text[..full_len / 2].to_vec())),
+            flushed: false,
+        })
+    } else {
+        Body::from(text)
+    };
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json; charset=utf-8"),
+    );
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(full_len));
+    response
+}
+
+/// A body that yields its first half and then fails, so hyper closes the connection with
+/// fewer bytes sent than Content-Length announced. Between the two it is pending once, so
+/// hyper flushes the head and the half body to the socket before it closes it.
+struct Truncated {
+    part: Option<Bytes>,
+    flushed: bool,
+}
+
+impl http_body::Body for Truncated {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        if let Some(part) = self.part.take() {
+            return Poll::Ready(Some(Ok(Frame::data(part))));
+        }
+        if !self.flushed {
+            self.flushed = true;
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        Poll::Ready(Some(Err(std::io::Error::other(
+            "truncated by the simulator",
+        ))))
+    }
+}
