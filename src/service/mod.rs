@@ -1,8 +1,112 @@
 //! The card service: the one place that decides whether an answer comes from the network or
 //! the cache, and whether a write is sent now or queued.
 //!
-//! (In progress: the breaker and the replay backoff are here; the lookup/write policy on top
-//! of the store lands with the store.)
+//! - Lookups go to the backend with a short deadline; every definitive answer (the card, or
+//!   601/602/603/604) is cached in the store with the time it was fetched. When the backend is
+//!   unreachable the cache answers, marked `source: cache` with its age, `stale` past the
+//!   freshness window, and nothing older than the maximum offline age is served.
+//! - A circuit breaker stops lookups from waiting on a network that is down; a background
+//!   probe closes it when the backend answers again.
+//! - Writes are sent at once when the backend answers; otherwise they go into the store's
+//!   durable outbox and the caller is told `queued` only once the entry is on disk. A
+//!   background task replays the outbox in order with jittered exponential backoff.
+//!
+//! # Delivery guarantee
+//! At least once, in enqueue order, with duplicates recognised: an entry is removed only
+//! after the backend accepted it, so a crash between the send and the removal resends it on
+//! restart. The backend's own idempotence makes that resend harmless and recognisable:
+//! `savecardid` answers 801 (duplicate serial number) to a repeated order id, counted as
+//! delivered; `activemember` on an already active card and `createmembercard` for an existing
+//! member answer 200. A business refusal (6xx, ...) moves the entry to the dead letters with
+//! the backend's status and message, visible through `outbox_list`; nothing is dropped
+//! silently. Status 500 in a body counts as the backend being in trouble, and is retried.
 
-pub mod backoff;
-pub mod breaker;
+mod backoff;
+mod breaker;
+mod card;
+mod clock;
+mod types;
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub use backoff::Backoff;
+pub use breaker::{Breaker, BreakerState, Transition};
+pub use card::CardService;
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use types::{
+    CachedAnswer, Lookup, LookupAnswer, OutboxRow, QueuedWrite, ServiceEvent, ServiceStatus,
+    Source, WriteOutcome,
+};
+
+use crate::store::StoreError;
+
+/// `[service]` in the config file: the offline policy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServiceConfig {
+    /// Deadline of a lookup or pay-code call the cashier waits on, in milliseconds.
+    pub lookup_deadline_ms: u64,
+    /// Deadline of a write call, in milliseconds.
+    pub write_deadline_ms: u64,
+    /// Cached data older than this is served marked `stale`, in seconds.
+    pub fresh_for_s: u64,
+    /// Cached data older than this is not served at all, in seconds.
+    pub max_offline_age_s: u64,
+    /// Consecutive failed calls that open the breaker.
+    pub breaker_failures: u32,
+    /// How often the probe checks an unreachable backend, in milliseconds.
+    pub probe_interval_ms: u64,
+    /// The wxCode the probe looks up (any answer, even 602, proves the backend is back).
+    pub probe_wx_code: String,
+    /// First replay retry delay ceiling, in milliseconds.
+    pub replay_backoff_base_ms: u64,
+    /// Largest replay retry delay, in milliseconds.
+    pub replay_backoff_max_ms: u64,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        ServiceConfig {
+            lookup_deadline_ms: 1_500,
+            write_deadline_ms: 5_000,
+            fresh_for_s: 600,
+            max_offline_age_s: 24 * 3600,
+            breaker_failures: 3,
+            probe_interval_ms: 5_000,
+            probe_wx_code: "000000000000".into(),
+            replay_backoff_base_ms: 1_000,
+            replay_backoff_max_ms: 300_000,
+        }
+    }
+}
+
+impl ServiceConfig {
+    fn lookup_deadline(&self) -> Duration {
+        Duration::from_millis(self.lookup_deadline_ms)
+    }
+    fn write_deadline(&self) -> Duration {
+        Duration::from_millis(self.write_deadline_ms)
+    }
+    fn fresh_for_ms(&self) -> u64 {
+        self.fresh_for_s.saturating_mul(1000)
+    }
+    fn max_offline_age_ms(&self) -> u64 {
+        self.max_offline_age_s.saturating_mul(1000)
+    }
+}
+
+/// Why the service could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// The outbox is full: the write was refused, not queued.
+    #[error("the outbox is full ({max} writes waiting or dead): write refused, nothing queued")]
+    OutboxFull {
+        /// The outbox capacity.
+        max: u64,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}

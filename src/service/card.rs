@@ -1,0 +1,582 @@
+//! The card service proper: lookups, writes, the outbox and the background replay.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use tokio::sync::{Notify, broadcast, watch};
+
+use super::backoff::Backoff;
+use super::breaker::{Breaker, Transition};
+use super::clock::Clock;
+use super::types::{
+    CachedAnswer, Lookup, LookupAnswer, OutboxRow, QueuedWrite, ServiceEvent, ServiceStatus,
+    Source, WriteOutcome,
+};
+use super::{ServiceConfig, ServiceError};
+use crate::api::{ApiError, CardIssueOrder, Client, MemberInfo, PayCode, Status};
+use crate::store::{CardKeys, OutboxId, Store, StoreError};
+
+/// The card service. Cheap to clone; clones share everything.
+#[derive(Clone)]
+pub struct CardService {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: Client,
+    store: Arc<Store>,
+    config: ServiceConfig,
+    clock: Arc<dyn Clock>,
+    health: Mutex<Health>,
+    events: broadcast::Sender<ServiceEvent>,
+    /// Wakes the replay task: something was queued, retried, or the breaker closed.
+    wake_replay: Notify,
+}
+
+struct Health {
+    breaker: Breaker,
+    offline_since_ms: Option<u64>,
+}
+
+/// How a call to the backend ended, for the breaker.
+enum Reached {
+    Yes,
+    No,
+}
+
+impl CardService {
+    /// A service over an open store and a client.
+    pub fn new(
+        client: Client,
+        store: Arc<Store>,
+        config: ServiceConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        let (events, _) = broadcast::channel(256);
+        CardService {
+            inner: Arc::new(Inner {
+                client,
+                store,
+                health: Mutex::new(Health {
+                    breaker: Breaker::new(config.breaker_failures),
+                    offline_since_ms: None,
+                }),
+                config,
+                clock,
+                events,
+                wake_replay: Notify::new(),
+            }),
+        }
+    }
+
+    /// Online/offline changes and outbox deliveries.
+    pub fn subscribe(&self) -> broadcast::Receiver<ServiceEvent> {
+        self.inner.events.subscribe()
+    }
+
+    /// The store (for status and shutdown flushes).
+    pub fn store(&self) -> &Arc<Store> {
+        &self.inner.store
+    }
+
+    /// True while the backend is considered reachable.
+    pub fn is_online(&self) -> bool {
+        self.inner.health().breaker.is_closed()
+    }
+
+    /// Looks a card up: the backend first (short deadline), the cache when it is
+    /// unreachable. A definitive answer about the card is cached either way.
+    pub async fn lookup(
+        &self,
+        wx_code: &str,
+        card_id: Option<&str>,
+    ) -> Result<Lookup, ServiceError> {
+        let inner = Arc::clone(&self.inner);
+        let wx = wx_code.to_owned();
+        let card_id = card_id.map(str::to_owned);
+        blocking(move || inner.lookup(&wx, card_id.as_deref())).await
+    }
+
+    /// activemember: sent now, or queued when the backend is unreachable.
+    pub async fn activate(&self, member: MemberInfo) -> Result<WriteOutcome, ServiceError> {
+        self.write(QueuedWrite::Activate(member)).await
+    }
+
+    /// createmembercard: sent now, or queued when the backend is unreachable.
+    pub async fn create(&self, member: MemberInfo) -> Result<WriteOutcome, ServiceError> {
+        self.write(QueuedWrite::Create(member)).await
+    }
+
+    /// savecardid: sent now, or queued when the backend is unreachable.
+    pub async fn issue(&self, order: CardIssueOrder) -> Result<WriteOutcome, ServiceError> {
+        self.write(QueuedWrite::Issue(order)).await
+    }
+
+    async fn write(&self, write: QueuedWrite) -> Result<WriteOutcome, ServiceError> {
+        let inner = Arc::clone(&self.inner);
+        blocking(move || inner.write(write)).await
+    }
+
+    /// A fresh pay code. Never cached: offline, this is an error, never an old code.
+    pub async fn pay_code(&self, wx_code: &str) -> Result<PayCode, ApiError> {
+        let inner = Arc::clone(&self.inner);
+        let wx = wx_code.to_owned();
+        blocking(move || {
+            let result = inner
+                .client
+                .get_pay_code(&wx, Some(inner.config.lookup_deadline()));
+            inner.note(reached(&result));
+            result
+        })
+        .await
+    }
+
+    /// The service's state.
+    pub async fn status(&self) -> Result<ServiceStatus, ServiceError> {
+        let inner = Arc::clone(&self.inner);
+        blocking(move || {
+            let stats = inner.store.outbox_stats()?;
+            let now = inner.clock.now_ms();
+            let health = inner.health();
+            Ok(ServiceStatus {
+                online: health.breaker.is_closed(),
+                offline_since_ms: health.offline_since_ms,
+                consecutive_failures: health.breaker.consecutive_failures(),
+                outbox_pending: stats.pending,
+                dead_letters: stats.dead,
+                outbox_max: stats.max,
+                oldest_pending_age_ms: stats.oldest_enqueued_at_ms.map(|t| now.saturating_sub(t)),
+            })
+        })
+        .await
+    }
+
+    /// Pending writes (in replay order), then dead letters. No personal data.
+    pub async fn outbox_list(&self) -> Result<Vec<OutboxRow>, ServiceError> {
+        let inner = Arc::clone(&self.inner);
+        blocking(move || {
+            let mut rows = Vec::new();
+            for entry in inner.store.pending::<QueuedWrite>() {
+                let entry = entry?;
+                rows.push(OutboxRow {
+                    entry: entry.id,
+                    endpoint: entry.value.endpoint(),
+                    summary: entry.value.summary(),
+                    enqueued_at_ms: entry.enqueued_at_ms,
+                    rejected: None,
+                });
+            }
+            for dead in inner.store.dead_letters::<QueuedWrite>() {
+                let dead = dead?;
+                rows.push(OutboxRow {
+                    entry: dead.id,
+                    endpoint: dead.value.endpoint(),
+                    summary: dead.value.summary(),
+                    enqueued_at_ms: dead.enqueued_at_ms,
+                    rejected: Some((Status::parse(&dead.status.to_string()), dead.message)),
+                });
+            }
+            Ok(rows)
+        })
+        .await
+    }
+
+    /// Moves a dead letter back to the outbox.
+    pub async fn outbox_retry(&self, entry: OutboxId) -> Result<(), ServiceError> {
+        let inner = Arc::clone(&self.inner);
+        blocking(move || inner.store.retry_dead(entry)).await?;
+        self.inner.wake_replay.notify_one();
+        Ok(())
+    }
+
+    /// Drops a dead letter (and its personal data) for good.
+    pub async fn outbox_drop(&self, entry: OutboxId) -> Result<bool, ServiceError> {
+        let inner = Arc::clone(&self.inner);
+        Ok(blocking(move || {
+            let dropped = inner.store.drop_dead(entry)?;
+            inner.store.sync()?;
+            Ok::<_, StoreError>(dropped)
+        })
+        .await?)
+    }
+
+    /// Makes every change durable (at shutdown).
+    pub async fn sync(&self) -> Result<(), ServiceError> {
+        let inner = Arc::clone(&self.inner);
+        Ok(blocking(move || inner.store.sync()).await?)
+    }
+
+    /// Runs the outbox replay and the breaker probe until `shutdown` turns true.
+    pub async fn run_background(&self, mut shutdown: watch::Receiver<bool>) {
+        let replay = self.clone().replay_loop(shutdown.clone());
+        let probe = self.clone().probe_loop(shutdown.clone());
+        tokio::select! {
+            _ = replay => {}
+            _ = probe => {}
+            _ = shutdown.wait_for(|stop| *stop) => {}
+        }
+    }
+
+    async fn replay_loop(self, mut shutdown: watch::Receiver<bool>) {
+        let inner = &self.inner;
+        let backoff = Backoff::new(
+            Duration::from_millis(inner.config.replay_backoff_base_ms),
+            Duration::from_millis(inner.config.replay_backoff_max_ms),
+        );
+        let mut rng = StdRng::from_os_rng();
+        let mut failures = 0u32;
+        loop {
+            if *shutdown.borrow() {
+                return;
+            }
+            let step = {
+                let inner = Arc::clone(inner);
+                blocking(move || inner.replay_one()).await
+            };
+            let wait = match step {
+                Replay::Idle => None,
+                Replay::Progress => {
+                    failures = 0;
+                    continue;
+                }
+                Replay::Unreachable => {
+                    let delay = backoff.delay(failures, &mut rng);
+                    failures = failures.saturating_add(1);
+                    Some(delay)
+                }
+                Replay::StoreFailed => Some(Duration::from_secs(5)),
+            };
+            let sleep = async {
+                match wait {
+                    Some(d) => tokio::time::sleep(d).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = sleep => {}
+                _ = inner.wake_replay.notified() => {}
+                _ = shutdown.wait_for(|stop| *stop) => return,
+            }
+        }
+    }
+
+    async fn probe_loop(self, mut shutdown: watch::Receiver<bool>) {
+        let interval = Duration::from_millis(self.inner.config.probe_interval_ms);
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = shutdown.wait_for(|stop| *stop) => return,
+            }
+            if self.is_online() {
+                continue;
+            }
+            let inner = Arc::clone(&self.inner);
+            blocking(move || {
+                let result = inner.client.get_member_card(
+                    None,
+                    &inner.config.probe_wx_code,
+                    Some(inner.config.lookup_deadline()),
+                );
+                inner.note(reached(&result));
+            })
+            .await;
+        }
+    }
+}
+
+/// One replay step's result.
+enum Replay {
+    /// The outbox is empty.
+    Idle,
+    /// An entry was delivered or dead-lettered.
+    Progress,
+    /// The backend is unreachable; back off.
+    Unreachable,
+    /// The store failed; log and wait.
+    StoreFailed,
+}
+
+impl Inner {
+    fn health(&self) -> MutexGuard<'_, Health> {
+        self.health.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records whether the backend answered, and publishes online/offline changes.
+    fn note(&self, reached: Reached) {
+        let now = Instant::now();
+        let transition = {
+            let mut health = self.health();
+            let t = match reached {
+                Reached::Yes => health.breaker.record_success(now),
+                Reached::No => health.breaker.record_failure(now),
+            };
+            match t {
+                Some(Transition::WentOffline) => {
+                    health.offline_since_ms = Some(self.clock.now_ms())
+                }
+                Some(Transition::WentOnline { .. }) => health.offline_since_ms = None,
+                None => {}
+            }
+            t
+        };
+        match transition {
+            Some(Transition::WentOffline) => {
+                log::warn!("backend unreachable: serving lookups from the cache, queueing writes");
+                let _ = self.events.send(ServiceEvent::Offline);
+            }
+            Some(Transition::WentOnline { offline_for }) => {
+                log::info!("backend reachable again after {} s", offline_for.as_secs());
+                let _ = self.events.send(ServiceEvent::Online {
+                    offline_for_ms: u64::try_from(offline_for.as_millis()).unwrap_or(u64::MAX),
+                });
+                self.wake_replay.notify_one();
+            }
+            None => {}
+        }
+    }
+
+    fn lookup(&self, wx_code: &str, card_id: Option<&str>) -> Result<Lookup, ServiceError> {
+        let now = self.clock.now_ms();
+        if self.health().breaker.is_closed() {
+            let result =
+                self.client
+                    .get_member_card(card_id, wx_code, Some(self.config.lookup_deadline()));
+            self.note(reached(&result));
+            let fresh = |answer| Lookup {
+                wx_code: wx_code.to_owned(),
+                source: Source::Api,
+                age_ms: 0,
+                stale: false,
+                answer,
+            };
+            match result {
+                Ok(card) => {
+                    let keys = if card.card_code.is_empty() {
+                        CardKeys::wx(wx_code)
+                    } else {
+                        CardKeys::both(wx_code, card.card_code.clone())
+                    };
+                    self.cache_put(&keys, now, &CachedAnswer::Card(card.clone()));
+                    return Ok(fresh(LookupAnswer::Card { card }));
+                }
+                Err(ApiError::Business {
+                    status, message, ..
+                }) if status.is_card_state() => {
+                    let cached = CachedAnswer::CardState {
+                        status: status.clone(),
+                        message: message.clone(),
+                    };
+                    self.cache_put(&CardKeys::wx(wx_code), now, &cached);
+                    return Ok(fresh(LookupAnswer::CardState {
+                        meaning: status.meaning(),
+                        status,
+                        message,
+                    }));
+                }
+                Err(ApiError::Business {
+                    status, message, ..
+                }) if !is_server_trouble(&status) => {
+                    return Ok(fresh(LookupAnswer::Rejected { status, message }));
+                }
+                Err(e) => log::warn!("lookup falls back to the cache: {e}"),
+            }
+        }
+        self.answer_from_cache(wx_code, now)
+    }
+
+    fn cache_put(&self, keys: &CardKeys, now: u64, answer: &CachedAnswer) {
+        if let Err(e) = self.store.put_card(keys, now, answer) {
+            log::error!("cannot cache card {:?}: {e}", keys.wx_code);
+        }
+    }
+
+    fn answer_from_cache(&self, wx_code: &str, now: u64) -> Result<Lookup, ServiceError> {
+        let cached = match self.store.get_card_by_wx::<CachedAnswer>(wx_code) {
+            Ok(c) => c,
+            Err(e) => {
+                log::error!("card cache read failed: {e}");
+                None
+            }
+        };
+        let offline = |reason: String| Lookup {
+            wx_code: wx_code.to_owned(),
+            source: Source::Cache,
+            age_ms: 0,
+            stale: true,
+            answer: LookupAnswer::Offline { reason },
+        };
+        let Some(cached) = cached else {
+            return Ok(offline("offline, and no data for this card".into()));
+        };
+        let age_ms = now.saturating_sub(cached.fetched_at_ms);
+        if age_ms > self.config.max_offline_age_ms() {
+            let mut answer = offline(format!(
+                "offline, and no recent data for this card (last seen {} h ago)",
+                age_ms / 3_600_000
+            ));
+            answer.age_ms = age_ms;
+            return Ok(answer);
+        }
+        let answer = match cached.value {
+            CachedAnswer::Card(card) => LookupAnswer::Card { card },
+            CachedAnswer::CardState { status, message } => LookupAnswer::CardState {
+                meaning: status.meaning(),
+                status,
+                message,
+            },
+        };
+        Ok(Lookup {
+            wx_code: wx_code.to_owned(),
+            source: Source::Cache,
+            age_ms,
+            stale: age_ms > self.config.fresh_for_ms(),
+            answer,
+        })
+    }
+
+    fn write(&self, write: QueuedWrite) -> Result<WriteOutcome, ServiceError> {
+        // Keep order: while older writes wait in the outbox, a new one queues behind them
+        // (an activation must not overtake the creation it depends on).
+        let backlog = self.store.outbox_len()? > 0;
+        if self.health().breaker.is_closed() && !backlog {
+            let result = self.send(&write);
+            self.note(match &result {
+                Ok(_) => Reached::Yes,
+                Err(e) => reached_err(e),
+            });
+            match result {
+                Ok(created) => return Ok(WriteOutcome::Delivered { created }),
+                Err(ApiError::Business {
+                    status, message, ..
+                }) if !is_server_trouble(&status) => {
+                    return Ok(WriteOutcome::Rejected { status, message });
+                }
+                Err(e) => log::warn!("{}: queued: {e}", write.summary()),
+            }
+        }
+        let entry = match self.store.enqueue(self.clock.now_ms(), &write) {
+            Ok(id) => id,
+            Err(StoreError::OutboxFull { max, .. }) => {
+                return Err(ServiceError::OutboxFull { max });
+            }
+            Err(e) => return Err(e.into()),
+        };
+        log::info!("{} queued as outbox entry {entry}", write.summary());
+        self.wake_replay.notify_one();
+        Ok(WriteOutcome::Queued { entry })
+    }
+
+    fn send(&self, write: &QueuedWrite) -> Result<Option<crate::api::CreatedMember>, ApiError> {
+        let deadline = Some(self.config.write_deadline());
+        match write {
+            QueuedWrite::Activate(m) => self.client.activate_member(m, deadline).map(|()| None),
+            QueuedWrite::Create(m) => self.client.create_member_card(m, deadline).map(Some),
+            QueuedWrite::Issue(o) => self.client.save_card_id(o, deadline).map(|()| None),
+        }
+    }
+
+    /// Sends the oldest queued write, if any, and settles it.
+    fn replay_one(&self) -> Replay {
+        let entry = match self.store.peek_oldest::<QueuedWrite>() {
+            Ok(Some(entry)) => entry,
+            Ok(None) => {
+                if let Err(e) = self.store.sync() {
+                    log::error!("store sync failed: {e}");
+                }
+                return Replay::Idle;
+            }
+            Err(e) => {
+                log::error!("cannot read the outbox: {e}");
+                return Replay::StoreFailed;
+            }
+        };
+        let endpoint = entry.value.endpoint();
+        let result = self.send(&entry.value);
+        self.note(match &result {
+            Ok(_) => Reached::Yes,
+            Err(e) => reached_err(e),
+        });
+        let settled = match result {
+            Ok(_) => self.delivered(entry.id, endpoint),
+            // A resend after a crash between send and removal: the backend already has it.
+            Err(ApiError::Business {
+                status: Status::DuplicateSerial,
+                ..
+            }) if endpoint == crate::api::Endpoint::SaveCardId => {
+                self.delivered(entry.id, endpoint)
+            }
+            Err(ApiError::Business {
+                status, message, ..
+            }) if !is_server_trouble(&status) => {
+                log::warn!(
+                    "outbox entry {} ({}) refused by the backend: {status}; moved to dead letters",
+                    entry.id,
+                    entry.value.summary()
+                );
+                let code = i64::from(status.code().unwrap_or(0));
+                let r = self
+                    .store
+                    .dead_letter(entry.id, code, &message, self.clock.now_ms());
+                if r.is_ok() {
+                    let _ = self.events.send(ServiceEvent::DeadLettered {
+                        entry: entry.id,
+                        endpoint,
+                        status,
+                        message,
+                    });
+                }
+                r
+            }
+            Err(e) => {
+                log::debug!("outbox entry {} not sent: {e}", entry.id);
+                return Replay::Unreachable;
+            }
+        };
+        match settled {
+            Ok(()) => Replay::Progress,
+            Err(e) => {
+                log::error!("cannot settle outbox entry {}: {e}", entry.id);
+                Replay::StoreFailed
+            }
+        }
+    }
+
+    fn delivered(&self, entry: OutboxId, endpoint: crate::api::Endpoint) -> Result<(), StoreError> {
+        self.store.remove_delivered(entry)?;
+        log::info!("outbox entry {entry} delivered ({endpoint})");
+        let _ = self
+            .events
+            .send(ServiceEvent::Delivered { entry, endpoint });
+        Ok(())
+    }
+}
+
+/// Status 500 in a body is the backend's own trouble, not a verdict on the request.
+fn is_server_trouble(status: &Status) -> bool {
+    *status == Status::InternalError
+}
+
+fn reached<T>(result: &Result<T, ApiError>) -> Reached {
+    match result {
+        Ok(_) => Reached::Yes,
+        Err(e) => reached_err(e),
+    }
+}
+
+fn reached_err(e: &ApiError) -> Reached {
+    match e {
+        ApiError::Business { status, .. } if !is_server_trouble(status) => Reached::Yes,
+        ApiError::Request { .. } => Reached::Yes,
+        _ => Reached::No,
+    }
+}
+
+/// Runs blocking work (ureq, sled) off the async executor's threads.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(v) => v,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}

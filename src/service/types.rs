@@ -1,0 +1,204 @@
+//! What the card service answers and emits; serialized as-is on the control socket.
+
+use serde::{Deserialize, Serialize};
+
+use crate::api::{CardIssueOrder, CreatedMember, Endpoint, MemberCard, MemberInfo, Status};
+use crate::store::OutboxId;
+
+/// Where an answer came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    /// The backend, just now.
+    Api,
+    /// The local cache, because the backend is unreachable.
+    Cache,
+}
+
+/// The backend's last definitive answer about a card, as cached.
+///
+/// Externally tagged on purpose: tagged-enum buffering would lose numbers under serde_json's
+/// `arbitrary_precision`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum CachedAnswer {
+    /// The card and its balance.
+    Card(MemberCard),
+    /// The card is not usable: 601 unavailable, 602 does not exist, 603 lost, 604 voided.
+    CardState {
+        /// The status.
+        status: Status,
+        /// The backend's message.
+        message: String,
+    },
+}
+
+/// The answer to a lookup.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Lookup {
+    /// The code looked up.
+    pub wx_code: String,
+    /// Where the answer came from.
+    pub source: Source,
+    /// How old the data is, in milliseconds (0 when it came from the backend just now).
+    pub age_ms: u64,
+    /// True when served from the cache past the freshness window.
+    pub stale: bool,
+    /// The answer itself.
+    #[serde(flatten)]
+    pub answer: LookupAnswer,
+}
+
+/// What a lookup found.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum LookupAnswer {
+    /// A usable card.
+    Card {
+        /// The card.
+        card: MemberCard,
+    },
+    /// The backend says the card is not usable (601-604).
+    CardState {
+        /// The status.
+        status: Status,
+        /// Its meaning, for a person.
+        meaning: &'static str,
+        /// The backend's message.
+        message: String,
+    },
+    /// The backend refused the lookup for another reason (not cached).
+    Rejected {
+        /// The status.
+        status: Status,
+        /// The backend's message.
+        message: String,
+    },
+    /// The backend is unreachable and the cache has nothing recent enough to serve.
+    Offline {
+        /// Why nothing can be served, for a person.
+        reason: String,
+    },
+}
+
+/// A write the service sends or queues.
+///
+/// Externally tagged on purpose (see [`CachedAnswer`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum QueuedWrite {
+    /// activemember.
+    Activate(MemberInfo),
+    /// createmembercard.
+    Create(MemberInfo),
+    /// savecardid.
+    Issue(CardIssueOrder),
+}
+
+impl QueuedWrite {
+    /// The endpoint this write goes to.
+    pub fn endpoint(&self) -> Endpoint {
+        match self {
+            QueuedWrite::Activate(_) => Endpoint::ActiveMember,
+            QueuedWrite::Create(_) => Endpoint::CreateMemberCard,
+            QueuedWrite::Issue(_) => Endpoint::SaveCardId,
+        }
+    }
+
+    /// A short description without personal data, for logs and `outbox_list`.
+    pub fn summary(&self) -> String {
+        match self {
+            QueuedWrite::Activate(m) => format!("activate card {}", m.wx_code),
+            QueuedWrite::Create(m) => format!("create member for card {}", m.wx_code),
+            QueuedWrite::Issue(o) => format!("issue order {} ({} cards)", o.id, o.details.len()),
+        }
+    }
+}
+
+/// What happened to a write.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum WriteOutcome {
+    /// The backend accepted it now.
+    Delivered {
+        /// createmembercard's answer.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        created: Option<CreatedMember>,
+    },
+    /// The backend is unreachable; the write is on disk and will be sent later.
+    Queued {
+        /// The outbox entry.
+        entry: OutboxId,
+    },
+    /// The backend refused it (a business status). Not queued.
+    Rejected {
+        /// The status.
+        status: Status,
+        /// The backend's message.
+        message: String,
+    },
+}
+
+/// Something the daemon may publish.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ServiceEvent {
+    /// The backend became unreachable (the breaker opened).
+    Offline,
+    /// The backend answers again.
+    Online {
+        /// How long it was unreachable.
+        offline_for_ms: u64,
+    },
+    /// A queued write reached the backend.
+    Delivered {
+        /// The outbox entry.
+        entry: OutboxId,
+        /// Its endpoint.
+        endpoint: Endpoint,
+    },
+    /// A queued write was refused by the backend and moved to the dead letters.
+    DeadLettered {
+        /// The outbox entry.
+        entry: OutboxId,
+        /// Its endpoint.
+        endpoint: Endpoint,
+        /// The backend's status.
+        status: Status,
+        /// The backend's message.
+        message: String,
+    },
+}
+
+/// The service's state for `status`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ServiceStatus {
+    /// True while the breaker is closed.
+    pub online: bool,
+    /// When the backend became unreachable (unix ms), while offline.
+    pub offline_since_ms: Option<u64>,
+    /// Consecutive failed calls.
+    pub consecutive_failures: u32,
+    /// Writes waiting to be sent.
+    pub outbox_pending: u64,
+    /// Writes the backend refused, kept for the operator.
+    pub dead_letters: u64,
+    /// The outbox's capacity (pending plus dead letters).
+    pub outbox_max: u64,
+    /// Age of the oldest pending write, in milliseconds.
+    pub oldest_pending_age_ms: Option<u64>,
+}
+
+/// One row of `outbox_list`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OutboxRow {
+    /// The entry id.
+    pub entry: OutboxId,
+    /// The endpoint.
+    pub endpoint: Endpoint,
+    /// What it does, without personal data.
+    pub summary: String,
+    /// When it was queued (unix ms).
+    pub enqueued_at_ms: u64,
+    /// For dead letters: the backend's status and message.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rejected: Option<(Status, String)>,
+}
