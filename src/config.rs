@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::api::ApiConfig;
+use crate::service::ServiceConfig;
+use crate::store::StoreConfig;
 
 /// The default config path.
 pub const DEFAULT_PATH: &str = "/etc/wxcardd/wxcardd.toml";
@@ -20,6 +22,86 @@ pub struct Config {
     /// `[api]`: the wxcard backend.
     #[serde(default)]
     pub api: ApiConfig,
+    /// `[service]`: the offline policy (deadlines, freshness, breaker, replay).
+    #[serde(default)]
+    pub service: ServiceConfig,
+    /// `[store]`: where and how much the daemon keeps on disk.
+    #[serde(default)]
+    pub store: StoreSection,
+    /// `[control]`: the local control socket.
+    #[serde(default)]
+    pub control: ControlConfig,
+}
+
+/// `[store]` in the config file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreSection {
+    /// The store's directory (created 0700).
+    pub dir: PathBuf,
+    /// sled's page cache budget, in bytes.
+    pub cache_capacity_bytes: u64,
+    /// Cards kept in the cache; the least recently used is evicted past this.
+    pub max_cards: u64,
+    /// Queued writes held at once (pending plus dead letters); past this a write is refused.
+    pub max_outbox: u64,
+}
+
+impl Default for StoreSection {
+    fn default() -> Self {
+        let defaults = StoreConfig::default();
+        StoreSection {
+            dir: PathBuf::from("/var/lib/wxcardd/store"),
+            cache_capacity_bytes: defaults.cache_capacity_bytes,
+            max_cards: defaults.max_cards,
+            max_outbox: defaults.max_outbox,
+        }
+    }
+}
+
+impl StoreSection {
+    /// The store's own config.
+    pub fn store_config(&self) -> StoreConfig {
+        StoreConfig {
+            cache_capacity_bytes: self.cache_capacity_bytes,
+            max_cards: self.max_cards,
+            max_outbox: self.max_outbox,
+            ..StoreConfig::default()
+        }
+    }
+}
+
+/// `[control]` in the config file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ControlConfig {
+    /// The socket's path.
+    pub socket: PathBuf,
+    /// The group the socket file is given (mode 0660); its members may connect. Unset or a
+    /// group that does not exist: the daemon's own group.
+    pub group: Option<String>,
+    /// Peer uids allowed besides root and the daemon's own uid (checked with SO_PEERCRED).
+    pub allowed_uids: Vec<u32>,
+    /// Peer primary gids allowed (checked with SO_PEERCRED); the socket's group is always
+    /// allowed.
+    pub allowed_gids: Vec<u32>,
+    /// Event subscribers at once.
+    pub max_subscribers: usize,
+    /// Events queued for one subscriber before it is dropped as too slow.
+    pub subscriber_queue: usize,
+}
+
+impl Default for ControlConfig {
+    fn default() -> Self {
+        ControlConfig {
+            socket: PathBuf::from("/run/wxcardd/control.sock"),
+            group: Some("wxcard".into()),
+            allowed_uids: Vec::new(),
+            allowed_gids: Vec::new(),
+            max_subscribers: 16,
+            subscriber_queue: 256,
+        }
+    }
 }
 
 /// Why a config could not be used.
@@ -99,6 +181,43 @@ impl Config {
         }
         if api.max_body_bytes < 1024 {
             return Err(invalid("api.max_body_bytes", "must be at least 1024"));
+        }
+        let service = &self.service;
+        if service.lookup_deadline_ms == 0 || service.write_deadline_ms == 0 {
+            return Err(invalid(
+                "service.lookup_deadline_ms",
+                "deadlines must be more than 0",
+            ));
+        }
+        if service.max_offline_age_s < service.fresh_for_s {
+            return Err(invalid(
+                "service.max_offline_age_s",
+                "must be at least service.fresh_for_s",
+            ));
+        }
+        if service.probe_interval_ms < 100 {
+            return Err(invalid("service.probe_interval_ms", "must be at least 100"));
+        }
+        if service.replay_backoff_max_ms < service.replay_backoff_base_ms {
+            return Err(invalid(
+                "service.replay_backoff_max_ms",
+                "must be at least service.replay_backoff_base_ms",
+            ));
+        }
+        if self.store.max_cards == 0 || self.store.max_outbox == 0 {
+            return Err(invalid(
+                "store.max_outbox",
+                "store bounds must be more than 0",
+            ));
+        }
+        if self.store.cache_capacity_bytes < 1024 * 1024 {
+            return Err(invalid(
+                "store.cache_capacity_bytes",
+                "must be at least 1 MiB",
+            ));
+        }
+        if self.control.subscriber_queue == 0 {
+            return Err(invalid("control.subscriber_queue", "must be more than 0"));
         }
         Ok(())
     }

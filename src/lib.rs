@@ -11,6 +11,7 @@
 pub mod api;
 pub mod config;
 pub mod control;
+pub mod daemon;
 pub mod probe;
 pub mod service;
 pub mod sim;

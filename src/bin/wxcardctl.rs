@@ -1,1 +1,280 @@
-fn main() {}
+//! `wxcardctl`: the command-line client of wxcardd's control socket.
+//!
+//! Exit codes: 0 the daemon carried the request out; 1 it answered with an error (backend
+//! refusal, full outbox, bad parameters...); 2 usage error; 69 the socket cannot be reached;
+//! 76 the daemon's answer was not understood; 77 the daemon refused this user.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use wxcardd::api::{CardIssueOrder, MemberInfo};
+use wxcardd::control::client::{ClientError, ControlClient};
+use wxcardd::control::protocol::{
+    Command, IssueParams, LookupParams, MemberParams, MessageLevel, MessageParams, OutboxIdParams,
+    ScanParams, WxCodeParams,
+};
+
+#[derive(Parser)]
+#[command(version, about = "Talk to wxcardd over its control socket")]
+struct Cli {
+    /// The daemon's control socket.
+    #[arg(long, global = true, default_value = "/run/wxcardd/control.sock")]
+    socket: PathBuf,
+    /// Print the daemon's JSON answer instead of a human summary.
+    #[arg(long, global = true)]
+    json: bool,
+    /// Seconds to wait for an answer.
+    #[arg(long, global = true, default_value_t = 30)]
+    timeout: u64,
+    #[command(subcommand)]
+    command: Sub,
+}
+
+#[derive(Subcommand)]
+enum Sub {
+    /// Look a card up.
+    Lookup {
+        /// The member card code (what the scanner reads).
+        wx_code: String,
+        /// The WeChat card template id.
+        #[arg(long)]
+        card_id: Option<String>,
+    },
+    /// Activate a member's card (activemember).
+    Activate(MemberArgs),
+    /// Create a member (createmembercard).
+    Create(MemberArgs),
+    /// Issue cards (savecardid) from an order in JSON (API field names).
+    Issue {
+        /// The order file, or - for standard input.
+        order: PathBuf,
+    },
+    /// Show a pay code for a card on the customer display.
+    Paycode {
+        /// The member card code.
+        wx_code: String,
+    },
+    /// Take the pay code off the customer display.
+    PaycodeClear,
+    /// Show a message on the customer display.
+    Message {
+        /// The text.
+        text: String,
+        /// Show it as an error.
+        #[arg(long)]
+        error: bool,
+    },
+    /// Put the customer display back on the idle screen.
+    Idle,
+    /// Enter a code as if it had been scanned.
+    Scan {
+        /// The code.
+        code: String,
+        /// The scanner name to report.
+        #[arg(long, default_value = "manual")]
+        scanner: String,
+    },
+    /// The daemon's state: online, outbox, uptime.
+    Status,
+    /// Queued writes and dead letters.
+    Outbox {
+        #[command(subcommand)]
+        action: Option<OutboxAction>,
+    },
+    /// Follow events (scans, cards, backend, outbox) until interrupted.
+    Watch,
+}
+
+#[derive(Subcommand)]
+enum OutboxAction {
+    /// List pending writes and dead letters (the default).
+    List,
+    /// Move a dead letter back to the outbox.
+    Retry {
+        /// The entry id.
+        entry: u64,
+    },
+    /// Drop a dead letter (and the personal data it holds) for good.
+    Drop {
+        /// The entry id.
+        entry: u64,
+    },
+}
+
+#[derive(clap::Args)]
+struct MemberArgs {
+    /// The member card code.
+    #[arg(long)]
+    wx_code: Option<String>,
+    /// The merchant card number.
+    #[arg(long)]
+    card_code: Option<String>,
+    /// A JSON file with the whole MemberInfo (API field names), or - for standard input.
+    /// Personal data belongs here, not on the command line, where `ps` and shell history
+    /// would keep it.
+    #[arg(long)]
+    from_json: Option<PathBuf>,
+}
+
+impl MemberArgs {
+    fn member(&self) -> Result<MemberInfo, String> {
+        let mut member = match &self.from_json {
+            Some(path) => serde_json::from_str(&read_input(path)?)
+                .map_err(|e| format!("{}: not a MemberInfo: {e}", path.display()))?,
+            None => MemberInfo::default(),
+        };
+        if let Some(wx) = &self.wx_code {
+            member.wx_code = wx.clone();
+        }
+        if let Some(code) = &self.card_code {
+            member.card_code = Some(code.clone());
+        }
+        if member.wx_code.is_empty() {
+            return Err("--wx-code (or wxCode in --from-json) is required".into());
+        }
+        Ok(member)
+    }
+}
+
+fn read_input(path: &PathBuf) -> Result<String, String> {
+    if path.as_os_str() == "-" {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .map_err(|e| format!("standard input: {e}"))?;
+        Ok(text)
+    } else {
+        std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))
+    }
+}
+
+fn command(sub: &Sub) -> Result<Option<Command>, String> {
+    Ok(Some(match sub {
+        Sub::Lookup { wx_code, card_id } => Command::Lookup(LookupParams {
+            wx_code: wx_code.clone(),
+            card_id: card_id.clone(),
+        }),
+        Sub::Activate(m) => Command::Activate(MemberParams {
+            member: m.member()?,
+        }),
+        Sub::Create(m) => Command::Create(MemberParams {
+            member: m.member()?,
+        }),
+        Sub::Issue { order } => {
+            let order: CardIssueOrder = serde_json::from_str(&read_input(order)?)
+                .map_err(|e| format!("{}: not a CardIssueOrder: {e}", order.display()))?;
+            Command::Issue(IssueParams { order })
+        }
+        Sub::Paycode { wx_code } => Command::PayCodeShow(WxCodeParams {
+            wx_code: wx_code.clone(),
+        }),
+        Sub::PaycodeClear => Command::PayCodeClear,
+        Sub::Message { text, error } => Command::DisplayMessage(MessageParams {
+            text: text.clone(),
+            level: if *error {
+                MessageLevel::Error
+            } else {
+                MessageLevel::Info
+            },
+        }),
+        Sub::Idle => Command::DisplayIdle,
+        Sub::Scan { code, scanner } => Command::Scan(ScanParams {
+            code: code.clone(),
+            scanner: scanner.clone(),
+        }),
+        Sub::Status => Command::Status,
+        Sub::Outbox { action } => match action {
+            None | Some(OutboxAction::List) => Command::OutboxList,
+            Some(OutboxAction::Retry { entry }) => {
+                Command::OutboxRetry(OutboxIdParams { entry: *entry })
+            }
+            Some(OutboxAction::Drop { entry }) => {
+                Command::OutboxDrop(OutboxIdParams { entry: *entry })
+            }
+        },
+        Sub::Watch => return Ok(None),
+    }))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let command = match command(&cli.command) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("wxcardctl: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let timeout = match command {
+        None => None,
+        Some(_) => Some(Duration::from_secs(cli.timeout.max(1))),
+    };
+    let mut client = match ControlClient::connect(&cli.socket, timeout) {
+        Ok(c) => c,
+        Err(e) => return fail(&e),
+    };
+    let Some(command) = command else {
+        return watch(&mut client, cli.json);
+    };
+    let answer = match client.request(&command) {
+        Ok(a) => a,
+        Err(e) => return fail(&e),
+    };
+    if cli.json {
+        println!("{answer}");
+    }
+    if answer["class"] == "ERROR" {
+        if !cli.json {
+            eprintln!(
+                "wxcardctl: {} ({})",
+                answer["error"]["message"].as_str().unwrap_or("error"),
+                answer["error"]["code"].as_str().unwrap_or("?")
+            );
+        }
+        return ExitCode::from(1);
+    }
+    if !cli.json {
+        println!(
+            "{}",
+            wxcardd::control::human::describe(&command, &answer["result"])
+        );
+    }
+    ExitCode::SUCCESS
+}
+
+fn watch(client: &mut ControlClient, json: bool) -> ExitCode {
+    let answer = match client.request(&Command::Subscribe) {
+        Ok(a) => a,
+        Err(e) => return fail(&e),
+    };
+    if answer["class"] == "ERROR" {
+        eprintln!("wxcardctl: {}", answer["error"]["message"]);
+        return ExitCode::from(1);
+    }
+    loop {
+        match client.read_line() {
+            Ok(event) if json => println!("{event}"),
+            Ok(event) if event["class"] == "EVENT" => {
+                println!("{}", wxcardd::control::human::describe_event(&event));
+            }
+            Ok(other) if other["class"] == "ERROR" => {
+                eprintln!("wxcardctl: {}", other["error"]["message"]);
+                return ExitCode::from(1);
+            }
+            Ok(_) => {}
+            Err(e) => return fail(&e),
+        }
+    }
+}
+
+fn fail(e: &ClientError) -> ExitCode {
+    eprintln!("wxcardctl: {e}");
+    ExitCode::from(match e {
+        ClientError::Connect { .. } => 69,
+        ClientError::Forbidden(_) => 77,
+        ClientError::Io(_) | ClientError::Protocol(_) => 76,
+    })
+}

@@ -37,8 +37,12 @@ enum Command {
 const EX_CONFIG: u8 = 78;
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let cli = Cli::parse();
+    wxcardd::daemon::logging::init(if cli.command.is_none() {
+        "info"
+    } else {
+        "warn"
+    });
     let load = || {
         Config::load(&cli.config).map_err(|e| {
             eprintln!("{e}");
@@ -63,11 +67,32 @@ fn main() -> ExitCode {
             ExitCode::from(u8::try_from(report.outcome.exit_code()).unwrap_or(1))
         }
         None => {
-            eprintln!(
-                "wxcardd: the daemon's main loop is not built yet; available now: \
-                 `wxcardd check`, `wxcardd probe` (see --help)"
-            );
-            ExitCode::from(64)
+            let config = match load() {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .max_blocking_threads(16)
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    log::error!("cannot start the async runtime: {e}");
+                    return ExitCode::from(71);
+                }
+            };
+            let options = wxcardd::daemon::RunOptions {
+                config_path: Some(cli.config.clone()),
+            };
+            match runtime.block_on(wxcardd::daemon::run(config, options)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    log::error!("{e:#}");
+                    ExitCode::from(1)
+                }
+            }
         }
     }
 }

@@ -1,5 +1,10 @@
 //! The local control socket for the POS app and `wxcardctl`.
 //!
-//! (In progress: the protocol is here; the server lands with the daemon's engine.)
+//! - [`protocol`]: JSON lines, a VERSION line on connect, requests with ids (docs/protocol.md).
+//! - [`server`]: the Unix socket server, peer-credential checks, bounded subscribers.
+//! - [`client`]: a blocking client (`wxcardctl`, tests).
 
+pub mod client;
+pub mod human;
 pub mod protocol;
+pub mod server;

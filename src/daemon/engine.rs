@@ -1,0 +1,180 @@
+//! The engine: carries out control requests and scans on the card service, and turns what
+//! happens into events. It owns no policy: the service decides online/offline/cache.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use serde::Serialize;
+use serde_json::{Value, json};
+use tokio::sync::{Notify, broadcast};
+
+use crate::control::protocol::{Command, ErrorCode, event_line};
+use crate::control::server::{Answer, Handler};
+use crate::service::{CardService, Lookup, ServiceError, ServiceEvent, WriteOutcome};
+
+/// The daemon's request handler and event source.
+pub struct Engine {
+    service: CardService,
+    events: broadcast::Sender<Value>,
+    started: Instant,
+    in_flight: AtomicUsize,
+    idle: Notify,
+}
+
+/// Counts a request in flight for the shutdown drain.
+struct InFlight<'a>(&'a Engine);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if self.0.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
+impl Engine {
+    /// An engine over the service, publishing event lines on `events`.
+    pub fn new(service: CardService, events: broadcast::Sender<Value>) -> Self {
+        Engine {
+            service,
+            events,
+            started: Instant::now(),
+            in_flight: AtomicUsize::new(0),
+            idle: Notify::new(),
+        }
+    }
+
+    /// The card service.
+    pub fn service(&self) -> &CardService {
+        &self.service
+    }
+
+    /// Publishes an event line to subscribers (dropped when nobody listens).
+    pub fn publish(&self, event: &str, body: Value) {
+        let _ = self.events.send(event_line(event, body));
+    }
+
+    /// Waits until no request is being carried out.
+    pub async fn drained(&self) {
+        loop {
+            let idle = self.idle.notified();
+            if self.in_flight.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            idle.await;
+        }
+    }
+
+    /// Forwards the service's events to subscribers until the service goes away.
+    pub async fn forward_service_events(self: Arc<Self>) {
+        let mut events = self.service.subscribe();
+        loop {
+            match events.recv().await {
+                Ok(event) => {
+                    let name = match event {
+                        ServiceEvent::Offline | ServiceEvent::Online { .. } => "backend",
+                        ServiceEvent::Delivered { .. } | ServiceEvent::DeadLettered { .. } => {
+                            "outbox"
+                        }
+                    };
+                    self.publish(name, to_value(&event));
+                }
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    log::warn!("{n} service events were not forwarded");
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    }
+
+    /// A scan from a scanner or from manual entry: a `scan` event, then the lookup and a
+    /// `card` event.
+    pub async fn on_scan(&self, scanner: &str, code: &str, symbology: Option<&str>) -> Answer {
+        self.publish(
+            "scan",
+            json!({"scanner": scanner, "code": code, "symbology": symbology}),
+        );
+        let lookup = self.lookup(code, None).await?;
+        Ok(to_value(&lookup))
+    }
+
+    async fn lookup(
+        &self,
+        wx_code: &str,
+        card_id: Option<&str>,
+    ) -> Result<Lookup, (ErrorCode, String)> {
+        let lookup = self
+            .service
+            .lookup(wx_code, card_id)
+            .await
+            .map_err(failed)?;
+        self.publish("card", to_value(&lookup));
+        Ok(lookup)
+    }
+
+    fn status(&self, service: Value) -> Value {
+        json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "uptime_s": self.started.elapsed().as_secs(),
+            "service": service,
+        })
+    }
+}
+
+impl Handler for Engine {
+    async fn handle(&self, command: Command) -> Answer {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        let _guard = InFlight(self);
+        match command {
+            Command::Lookup(p) => Ok(to_value(
+                &self.lookup(&p.wx_code, p.card_id.as_deref()).await?,
+            )),
+            Command::Activate(p) => write_answer(self.service.activate(p.member).await),
+            Command::Create(p) => write_answer(self.service.create(p.member).await),
+            Command::Issue(p) => write_answer(self.service.issue(p.order).await),
+            Command::PayCodeShow(p) => match self.service.pay_code(&p.wx_code).await {
+                Ok(code) => Ok(json!({"wx_code": p.wx_code, "pay_code": code.0})),
+                Err(e) => Err((ErrorCode::Failed, e.to_string())),
+            },
+            Command::PayCodeClear | Command::DisplayMessage(_) | Command::DisplayIdle => Err((
+                ErrorCode::Failed,
+                "no customer display is configured".into(),
+            )),
+            Command::Scan(p) => self.on_scan(&p.scanner, &p.code, None).await,
+            Command::Status => {
+                let status = self.service.status().await.map_err(failed)?;
+                Ok(self.status(to_value(&status)))
+            }
+            Command::OutboxList => {
+                let rows = self.service.outbox_list().await.map_err(failed)?;
+                Ok(json!({"entries": rows}))
+            }
+            Command::OutboxRetry(p) => {
+                self.service.outbox_retry(p.entry).await.map_err(failed)?;
+                Ok(json!({"entry": p.entry, "retried": true}))
+            }
+            Command::OutboxDrop(p) => {
+                let dropped = self.service.outbox_drop(p.entry).await.map_err(failed)?;
+                if dropped {
+                    Ok(json!({"entry": p.entry, "dropped": true}))
+                } else {
+                    Err((ErrorCode::Failed, format!("no dead letter {}", p.entry)))
+                }
+            }
+            Command::Subscribe => Err((ErrorCode::Failed, "handled by the server".into())),
+        }
+    }
+}
+
+fn write_answer(result: Result<WriteOutcome, ServiceError>) -> Answer {
+    result.map(|o| to_value(&o)).map_err(failed)
+}
+
+fn failed(e: ServiceError) -> (ErrorCode, String) {
+    (ErrorCode::Failed, e.to_string())
+}
+
+fn to_value<T: Serialize>(value: &T) -> Value {
+    serde_json::to_value(value).unwrap_or(Value::Null)
+}

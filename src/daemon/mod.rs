@@ -1,0 +1,197 @@
+//! The daemon: wires the store, the API client, the card service and the control socket
+//! together on tokio, talks to systemd, and handles signals.
+//!
+//! Start-up order is what READY=1 promises: config, store, socket. Scanners and displays never
+//! delay readiness. SIGTERM stops taking requests, lets in-flight ones finish or queue within
+//! a deadline, syncs the store and exits 0. SIGHUP re-reads the config without touching the
+//! outbox or the socket.
+
+mod engine;
+pub mod logging;
+pub mod notify;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::{broadcast, watch};
+
+pub use engine::Engine;
+
+use crate::api::Client;
+use crate::config::Config;
+use crate::control::server::{self, Access, Limits};
+use crate::service::{CardService, Clock, SystemClock};
+use crate::store::Store;
+
+/// How the daemon was started.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// The config file, re-read on SIGHUP (none for the demo's built-in config).
+    pub config_path: Option<PathBuf>,
+}
+
+/// Where systemd's `LoadCredential=api-headers:...` puts the token file.
+fn credential_headers() -> Option<PathBuf> {
+    let dir = std::env::var_os("CREDENTIALS_DIRECTORY")?;
+    let path = Path::new(&dir).join("api-headers");
+    path.exists().then_some(path)
+}
+
+/// Runs the daemon until SIGTERM or SIGINT.
+pub async fn run(mut config: Config, options: RunOptions) -> anyhow::Result<()> {
+    // Files the daemon creates (the store) are private; the socket is chmod-ed explicitly.
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
+    if config.api.headers_file.is_none() {
+        config.api.headers_file = credential_headers();
+    }
+
+    let store_dir = config.store.dir.clone();
+    let store_config = config.store.store_config();
+    let (store, report) =
+        tokio::task::spawn_blocking(move || Store::open(&store_dir, &store_config))
+            .await?
+            .with_context(|| format!("cannot open the store in {}", config.store.dir.display()))?;
+    log::info!("store open in {}: {report:?}", config.store.dir.display());
+    let store = Arc::new(store);
+
+    let client = Client::new(&config.api).context("cannot set up the API client")?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let service = CardService::new(client, store, config.service.clone(), clock.clone());
+
+    let (events, _) = broadcast::channel(1024);
+    let engine = Arc::new(Engine::new(service.clone(), events.clone()));
+    let (stop_tx, stop_rx) = watch::channel(false);
+
+    let gid = match &config.control.group {
+        Some(name) => match nix::unistd::Group::from_name(name) {
+            Ok(Some(group)) => Some(group.gid.as_raw()),
+            _ => {
+                log::warn!(
+                    "control.group {name:?} does not exist; the socket keeps the daemon's group"
+                );
+                None
+            }
+        },
+        None => None,
+    };
+    let listener = server::bind(&config.control.socket, gid)
+        .await
+        .context("cannot set up the control socket")?;
+    let own_uid = nix::unistd::getuid().as_raw();
+    let own_gid = nix::unistd::getgid().as_raw();
+    let access = Access::new(
+        [0, own_uid]
+            .into_iter()
+            .chain(config.control.allowed_uids.iter().copied()),
+        [own_gid]
+            .into_iter()
+            .chain(gid)
+            .chain(config.control.allowed_gids.iter().copied()),
+    );
+    let limits = Limits {
+        max_subscribers: config.control.max_subscribers,
+        subscriber_queue: config.control.subscriber_queue,
+    };
+    let server_task = tokio::spawn(server::serve(
+        listener,
+        Arc::clone(&engine),
+        events.clone(),
+        access,
+        limits,
+        stop_rx.clone(),
+    ));
+    let background = {
+        let service = service.clone();
+        let stop = stop_rx.clone();
+        tokio::spawn(async move { service.run_background(stop).await })
+    };
+    tokio::spawn(Arc::clone(&engine).forward_service_events());
+
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sighup = signal(SignalKind::hangup())?;
+
+    let status_line = |status| notify::status_text(&status, clock.now_ms());
+    let first = service.status().await?;
+    notify::ready(&status_line(first));
+    log::info!(
+        "wxcardd {} ready: control socket {}, backend {}",
+        env!("CARGO_PKG_VERSION"),
+        config.control.socket.display(),
+        config.api.base_url
+    );
+
+    let mut watchdog =
+        tokio::time::interval(notify::watchdog_interval().unwrap_or(Duration::from_secs(3600)));
+    let watchdog_on = notify::watchdog_interval().is_some();
+    let mut status_tick = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tokio::select! {
+            _ = sigterm.recv() => break,
+            _ = sigint.recv() => break,
+            _ = sighup.recv() => {
+                notify::reloading();
+                reload(&options, &config);
+                let status = service.status().await?;
+                notify::ready(&status_line(status));
+            }
+            _ = watchdog.tick(), if watchdog_on => notify::watchdog(),
+            _ = status_tick.tick() => {
+                if let Ok(status) = service.status().await {
+                    notify::status(&status_line(status));
+                }
+            }
+        }
+    }
+
+    log::info!("stopping: no new requests; finishing those in flight");
+    notify::stopping();
+    stop_tx.send_replace(true);
+    let _ = server_task.await;
+    // In-flight writes end within their own deadline (sent, or queued on disk).
+    let drain = Duration::from_millis(config.service.write_deadline_ms + 2_000);
+    if tokio::time::timeout(drain, engine.drained()).await.is_err() {
+        log::warn!(
+            "some requests were still running after {} s",
+            drain.as_secs()
+        );
+    }
+    let _ = background.await;
+    service
+        .sync()
+        .await
+        .context("cannot sync the store at shutdown")?;
+    let _ = std::fs::remove_file(&config.control.socket);
+    log::info!("stopped");
+    Ok(())
+}
+
+/// Re-reads the config file; a bad file is logged and the running config kept.
+fn reload(options: &RunOptions, config: &Config) {
+    let Some(path) = &options.config_path else {
+        log::info!("SIGHUP: no config file to reload");
+        return;
+    };
+    match Config::load(path) {
+        Ok(new) => {
+            for (what, changed) in [
+                ("[api]", new.api != config.api),
+                ("[store]", new.store != config.store),
+                ("[control]", new.control != config.control),
+                ("[service]", new.service != config.service),
+            ] {
+                if changed {
+                    log::warn!("SIGHUP: changes to {what} take effect at the next restart");
+                }
+            }
+            // Scanners, display and labels are the reloadable parts; they are applied by
+            // their owners as they are wired in. Everything else keeps its running value.
+            let _ = config;
+            log::info!("SIGHUP: config re-read from {} and valid", path.display());
+        }
+        Err(e) => log::error!("SIGHUP: keeping the running config: {e}"),
+    }
+}
