@@ -64,3 +64,136 @@ pub fn write_config(dir: &std::path::Path, base_url: &str, extra: &str) -> std::
     .unwrap();
     path
 }
+
+/// Admin calls to a simulator process.
+impl SimProcess {
+    /// Puts a fault mode in force (`none`, `refuse`, `http500`, ...).
+    pub fn set_fault(&self, mode: &str) {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(true)
+            .build()
+            .into();
+        agent
+            .put(&format!("http://{}/admin/faults", self.admin))
+            .content_type("application/json")
+            .send(format!("{{\"mode\":\"{mode}\"}}").as_bytes())
+            .expect("admin faults");
+    }
+
+    /// The simulator's write counters.
+    pub fn counters(&self) -> serde_json::Value {
+        let mut response = ureq::get(&format!("http://{}/admin/counters", self.admin))
+            .call()
+            .expect("admin counters");
+        let text = response.body_mut().read_to_string().unwrap();
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        value.get("data").cloned().unwrap_or(value)
+    }
+}
+
+/// A running `wxcardd` process with its own notify socket, killed on drop.
+pub struct DaemonProcess {
+    /// The process.
+    pub child: Child,
+    /// Where systemd would listen: READY=1, WATCHDOG=1, STATUS= arrive here.
+    pub notify: std::os::unix::net::UnixDatagram,
+    /// The control socket.
+    pub socket: std::path::PathBuf,
+}
+
+impl DaemonProcess {
+    /// Starts `wxcardd --config CONFIG` and waits for READY=1 (up to 20 s).
+    pub fn start(config: &std::path::Path, socket: &std::path::Path, env: &[(&str, &str)]) -> Self {
+        let dir = config.parent().unwrap();
+        let notify_path = dir.join(format!("notify-{}.sock", std::process::id()));
+        let _ = std::fs::remove_file(&notify_path);
+        let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).unwrap();
+        notify
+            .set_read_timeout(Some(std::time::Duration::from_secs(20)))
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_wxcardd"))
+            .arg("--config")
+            .arg(config)
+            .env("NOTIFY_SOCKET", &notify_path)
+            .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::inherit())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("wxcardd starts");
+        let mut daemon = DaemonProcess {
+            child,
+            notify,
+            socket: socket.to_owned(),
+        };
+        daemon.wait_notify("READY=1");
+        daemon
+    }
+
+    /// Reads notify datagrams until one contains `what`; returns that datagram.
+    pub fn wait_notify(&mut self, what: &str) -> String {
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = self.notify.recv(&mut buf).unwrap_or_else(|e| {
+                panic!("no {what} from wxcardd: {e}");
+            });
+            let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+            if text.lines().any(|l| l == what || l.starts_with(what)) {
+                return text;
+            }
+        }
+    }
+
+    /// A connected control client.
+    pub fn client(&self) -> wxcardd::control::client::ControlClient {
+        wxcardd::control::client::ControlClient::connect(
+            &self.socket,
+            Some(std::time::Duration::from_secs(20)),
+        )
+        .expect("control socket")
+    }
+
+    /// SIGKILL, no chance to clean up.
+    pub fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Sends a signal and waits for the exit status.
+    pub fn signal_and_wait(mut self, signal: i32) -> std::process::ExitStatus {
+        let pid = self.child.id() as i32;
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(pid, signal) };
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for DaemonProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A daemon config in `dir` against `base_url`, with the store and socket inside `dir`.
+/// `store_extra` goes under `[store]`, `extra` after everything (new sections).
+pub fn daemon_config(
+    dir: &std::path::Path,
+    base_url: &str,
+    store_extra: &str,
+    extra: &str,
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    let socket = dir.join("control.sock");
+    let text = format!(
+        "[api]\nbase_url = \"{base_url}\"\nconnect_timeout_ms = 300\ndeadline_ms = 2000\n\n\
+         [service]\nlookup_deadline_ms = 500\nwrite_deadline_ms = 1000\nprobe_interval_ms = 100\n\
+         replay_backoff_base_ms = 50\nreplay_backoff_max_ms = 200\n\n\
+         [store]\ndir = \"{}\"\n{store_extra}\n\n[control]\nsocket = \"{}\"\n{extra}",
+        dir.join("store").display(),
+        socket.display()
+    );
+    let path = dir.join("wxcardd.toml");
+    std::fs::write(&path, text).unwrap();
+    (path, socket)
+}
