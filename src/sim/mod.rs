@@ -95,6 +95,8 @@ pub(crate) enum ListenState {
     Up,
     Down,
     BindFailed(String),
+    /// The simulator has shut down.
+    Stopped,
 }
 
 /// The fault settings with a version, so a caller can wait for the listener to catch up.
@@ -176,6 +178,7 @@ impl Shared {
                 addr: self.api_addr,
                 reason: reason.clone(),
             }),
+            ListenState::Stopped => Err(SimError::Stopped),
             _ => Ok(()),
         }
     }
