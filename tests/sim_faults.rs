@@ -199,3 +199,26 @@ fn bad_fault_requests_are_refused() {
     }
     assert_eq!(sim.admin_get("faults").1["mode"].as_str(), Some("none"));
 }
+
+#[test]
+fn garbage_on_the_api_port_does_not_hurt_it() {
+    let sim = SimProcess::spawn(&[]);
+    let garbage: [&[u8]; 4] = [
+        b"\x00\xff\xfe GARBAGE\r\n\r\n",
+        b"GET / HTTP/9.9\r\n\r\n",
+        b"POST /api/weixin/wxcard/activemember HTTP/1.1\r\nContent-Length: 99999999999\r\n\r\n{",
+        b"GET /api/weixin/wxcard/getpaycode?wxCode=%ZZ%00 HTTP/1.1\r\nHost: x\r\n\r\n",
+    ];
+    for bytes in garbage {
+        let mut stream = TcpStream::connect(sim.api).unwrap();
+        std::io::Write::write_all(&mut stream, bytes).unwrap();
+        stream.shutdown(std::net::Shutdown::Write).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut sink = Vec::new();
+        let _ = stream.read_to_end(&mut sink);
+    }
+    assert_eq!(sim.member_card(ACTIVE).1["status"].as_u64(), Some(200));
+    assert_eq!(sim.counters()["activemember"], serde_json::json!({}));
+}

@@ -78,6 +78,9 @@ impl FromStr for FaultMode {
     }
 }
 
+/// The largest latency the admin API accepts: one hour.
+pub const MAX_LATENCY_MS: u64 = 3_600_000;
+
 /// The mode and latency in force.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Faults {
@@ -111,7 +114,8 @@ impl Faults {
             None => Duration::ZERO,
             Some(ms) => Duration::from_millis(
                 ms.as_u64()
-                    .ok_or("`latencyMs` must be a non-negative integer")?,
+                    .filter(|ms| *ms <= MAX_LATENCY_MS)
+                    .ok_or("`latencyMs` must be an integer from 0 to 3600000 (one hour)")?,
             ),
         };
         Ok(Faults { latency, mode })
@@ -189,5 +193,6 @@ mod tests {
         assert!(Faults::from_json(&json!({"mode": "explode"})).is_err());
         assert!(Faults::from_json(&json!({"latency": 5})).is_err());
         assert!(Faults::from_json(&json!({"latencyMs": -5})).is_err());
+        assert!(Faults::from_json(&json!({"latencyMs": 3_600_001})).is_err());
     }
 }

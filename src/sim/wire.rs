@@ -462,6 +462,24 @@ mod tests {
         assert_eq!(Reply::bad_request("x").http, 400);
     }
 
+    proptest::proptest! {
+        #[test]
+        fn untrusted_bytes_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..200)) {
+            let _ = MemberInfo::parse(&bytes);
+            let _ = CardIssueOrder::parse(&bytes);
+        }
+
+        #[test]
+        fn json_like_text_never_panics(text in r#"\{("[a-zA-Z\[\]]{0,9}":("[0-9 :-]{0,20}"|-?[0-9.e]{1,25}|\[\{\}\]|null|true),?){0,6}\}"#) {
+            let _ = MemberInfo::parse(text.as_bytes());
+            let _ = CardIssueOrder::parse(text.as_bytes());
+            let _ = is_spec_date(&text);
+            if let Ok(v) = serde_json::from_str::<Value>(&text) {
+                let _ = crate::sim::card::Card::from_json(&v);
+            }
+        }
+    }
+
     #[test]
     fn content_types() {
         assert!(is_json_content_type("application/json; charset=utf-8"));
