@@ -222,3 +222,80 @@ fn garbage_on_the_api_port_does_not_hurt_it() {
     assert_eq!(sim.member_card(ACTIVE).1["status"].as_u64(), Some(200));
     assert_eq!(sim.counters()["activemember"], serde_json::json!({}));
 }
+
+#[test]
+fn no_status_leaves_the_status_out() {
+    let sim = SimProcess::spawn(&[]);
+    sim.set_mode("no_status");
+    let (http, body) = sim.activate(INACTIVE);
+    assert_eq!(http, 200);
+    assert!(body.is_object(), "{body}");
+    assert!(body.get("status").is_none(), "{body}");
+    assert!(body.get("message").is_some());
+    let (_, card) = sim.member_card(ACTIVE);
+    assert!(card.get("status").is_none());
+    assert_eq!(card["data"]["balance"].to_string(), "128.50");
+    // Applied: the backend did the work, the answer was malformed.
+    assert_eq!(sim.write_count("activemember", INACTIVE), (1, 1));
+}
+
+#[test]
+fn not_json_answers_an_html_page_with_200() {
+    let sim = SimProcess::spawn(&[]);
+    sim.set_mode("not_json");
+    let mut response = agent(Duration::from_secs(5))
+        .post(sim.url("activemember"))
+        .header("content-type", "application/json")
+        .send(format!(r#"{{"wxCode":"{INACTIVE}"}}"#))
+        .expect("an answer");
+    assert_eq!(response.status().as_u16(), 200);
+    let content_type = response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(content_type.starts_with("text/html"), "{content_type}");
+    let text = response.body_mut().read_to_string().unwrap();
+    assert!(serde_json::from_str::<Value>(&text).is_err(), "{text}");
+    // Not applied: the request never reached the backend.
+    assert_eq!(sim.write_count("activemember", INACTIVE), (0, 0));
+}
+
+#[test]
+fn oversized_streams_a_16_mib_body() {
+    let sim = SimProcess::spawn(&[]);
+    sim.set_mode("oversized");
+    let mut response = agent(Duration::from_secs(30))
+        .get(sim.url(&format!("getmembercard?wxCode={LOST}")))
+        .call()
+        .expect("a head");
+    let announced: u64 = response.headers()["content-length"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(announced, 16 << 20);
+    // A client with a sane limit refuses it.
+    let limited = response
+        .body_mut()
+        .with_config()
+        .limit(1 << 20)
+        .read_to_vec();
+    assert!(
+        matches!(limited, Err(ureq::Error::BodyExceedsLimit(_))),
+        "{limited:?}"
+    );
+    // Read whole, it is one valid JSON envelope of exactly that length.
+    let mut response = agent(Duration::from_secs(30))
+        .get(sim.url(&format!("getmembercard?wxCode={LOST}")))
+        .call()
+        .unwrap();
+    let bytes = response
+        .body_mut()
+        .with_config()
+        .limit(32 << 20)
+        .read_to_vec()
+        .unwrap();
+    assert_eq!(bytes.len() as u64, announced);
+    let body: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(body["status"].as_u64(), Some(603));
+}

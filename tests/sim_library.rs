@@ -127,6 +127,21 @@ fn blocking_handle_controls_faults_and_reads_counters() {
 }
 
 #[test]
+fn handles_can_be_shared_between_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<wxcardd::sim::SimHandle>();
+    send_sync::<BlockingSim>();
+    let sim = blocking();
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| activate(&sim.base_url(), INACTIVE));
+        }
+    });
+    let count = sim.counters().write(Endpoint::ActiveMember, INACTIVE);
+    assert_eq!((count.receipts, count.applications), (4, 1));
+}
+
+#[test]
 fn dropping_the_blocking_handle_stops_it() {
     let sim = blocking();
     let (api, admin) = (sim.api_addr(), sim.admin_addr());

@@ -33,16 +33,29 @@ pub enum FaultMode {
     /// Requests are accepted and wait unanswered until the mode changes; they are then
     /// applied and answered (the client has usually given up by then).
     Hang,
+    /// The request is applied and answered without the `status` field.
+    NoStatus,
+    /// HTTP 200 with an HTML page (like a captive portal's) instead of JSON; not applied.
+    NotJson,
+    /// The request is applied and answered with a valid JSON envelope whose `message` makes
+    /// the body [`OVERSIZED_BODY_BYTES`] long, streamed with its Content-Length.
+    Oversized,
 }
 
+/// The body length of the `oversized` fault: 16 MiB.
+pub const OVERSIZED_BODY_BYTES: u64 = 16 << 20;
+
 impl FaultMode {
-    pub const ALL: [FaultMode; 6] = [
+    pub const ALL: [FaultMode; 9] = [
         FaultMode::None,
         FaultMode::Refuse,
         FaultMode::Http500,
         FaultMode::Truncated,
         FaultMode::StringStatus,
         FaultMode::Hang,
+        FaultMode::NoStatus,
+        FaultMode::NotJson,
+        FaultMode::Oversized,
     ];
 
     /// The name used by the admin API and the command line.
@@ -54,6 +67,9 @@ impl FaultMode {
             FaultMode::Truncated => "truncated",
             FaultMode::StringStatus => "string_status",
             FaultMode::Hang => "hang",
+            FaultMode::NoStatus => "no_status",
+            FaultMode::NotJson => "not_json",
+            FaultMode::Oversized => "oversized",
         }
     }
 }
@@ -72,7 +88,8 @@ impl FromStr for FaultMode {
             .find(|m| m.as_str() == s)
             .ok_or_else(|| {
                 format!(
-                    "unknown fault mode {s:?} (none, refuse, http500, truncated, string_status, hang)"
+                    "unknown fault mode {s:?} (none, refuse, http500, truncated, string_status, \
+                     hang, no_status, not_json, oversized)"
                 )
             })
     }
