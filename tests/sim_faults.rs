@@ -299,3 +299,32 @@ fn oversized_streams_a_16_mib_body() {
     let body: Value = serde_json::from_slice(&bytes).unwrap();
     assert_eq!(body["status"].as_u64(), Some(603));
 }
+
+#[test]
+fn faults_can_target_some_endpoints() {
+    let sim = SimProcess::spawn(&[]);
+    let (http, faults) = sim.admin_send(
+        "PUT",
+        "faults",
+        r#"{"mode":"hang","endpoints":["activemember","savecardid"]}"#,
+    );
+    assert_eq!(http, 200, "{faults}");
+    assert_eq!(
+        faults["endpoints"],
+        serde_json::json!(["savecardid", "activemember"])
+    );
+    // Reads still work while writes hang.
+    assert_eq!(sim.member_card(ACTIVE).1["status"].as_u64(), Some(200));
+    let result = agent(Duration::from_millis(200))
+        .post(sim.url("activemember"))
+        .header("content-type", "application/json")
+        .send(format!(r#"{{"wxCode":"{INACTIVE}"}}"#));
+    assert!(matches!(result, Err(ureq::Error::Timeout(_))), "{result:?}");
+    sim.clear();
+    assert_eq!(
+        sim.admin_get("faults").1["endpoints"]
+            .as_array()
+            .map(Vec::len),
+        Some(5)
+    );
+}

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 use wxcardd::sim::{
-    BlockingSim, Card, CardState, Endpoint, FaultMode, Faults, PayCodeCheck, SimConfig, Simulator,
+    BlockingSim, Card, CardState, Endpoint, EndpointSet, FaultMode, Faults, PayCodeCheck,
+    SimConfig, Simulator,
 };
 
 const ACTIVE: &str = "812345678901234567";
@@ -79,13 +80,32 @@ fn blocking_handle_controls_faults_and_reads_counters() {
         sim.faults(),
         Faults {
             latency: Duration::from_millis(50),
-            mode: FaultMode::StringStatus
+            mode: FaultMode::StringStatus,
+            endpoints: EndpointSet::ALL,
         }
     );
     assert_eq!(
         get(&base, &format!("getmembercard?wxCode={ACTIVE}")).unwrap()["status"],
         "200"
     );
+
+    // A fault on one endpoint leaves the others alone.
+    sim.set_faults(Faults {
+        mode: FaultMode::Http500,
+        endpoints: EndpointSet::only(&[Endpoint::ActiveMember]),
+        ..Faults::default()
+    })
+    .unwrap();
+    assert_eq!(
+        get(&base, &format!("getmembercard?wxCode={ACTIVE}")).unwrap()["status"],
+        200
+    );
+    let response = agent()
+        .post(format!("{base}api/weixin/wxcard/activemember"))
+        .header("content-type", "application/json")
+        .send(format!(r#"{{"wxCode":"{INACTIVE}"}}"#))
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 500);
 
     sim.force_status(Endpoint::GetMemberCard, 500, 1);
     sim.set_faults(Faults::default()).unwrap();

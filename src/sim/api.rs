@@ -82,17 +82,18 @@ async fn dispatch(shared: Arc<Shared>, endpoint: Endpoint, input: Input) -> Resp
         .requests
         .entry(endpoint)
         .or_default() += 1;
-    let latency = shared.faults().latency;
+    let (_, latency) = shared.faults().for_endpoint(endpoint);
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
     let mut faults = shared.faults.subscribe();
-    if faults.borrow().faults.mode == FaultMode::Hang {
+    let hangs = |f: &super::FaultsVersion| f.faults.for_endpoint(endpoint).0 == FaultMode::Hang;
+    if hangs(&faults.borrow()) {
         log::debug!("{endpoint}: hanging");
         // Released when the mode changes; if the simulator stops, the task is aborted.
-        let _ = faults.wait_for(|f| f.faults.mode != FaultMode::Hang).await;
+        let _ = faults.wait_for(|f| !hangs(f)).await;
     }
-    let mode = shared.faults().mode;
+    let (mode, _) = shared.faults().for_endpoint(endpoint);
     if let Some((status, page)) = match mode {
         FaultMode::Http500 => Some((StatusCode::INTERNAL_SERVER_ERROR, HTML_500)),
         FaultMode::NotJson => Some((StatusCode::OK, HTML_PORTAL)),
