@@ -27,8 +27,9 @@ struct Args {
     /// A TOML card file; without it the built-in demo cards are used.
     #[arg(long, value_name = "FILE")]
     cards: Option<PathBuf>,
-    /// How long a pay code stays valid, in seconds.
-    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    /// How long a pay code stays valid, in seconds (at most a day).
+    #[arg(long, value_name = "SECS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(0..=86_400))]
     paycode_ttl: u64,
 }
 

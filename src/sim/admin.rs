@@ -77,6 +77,7 @@ async fn health(State(s): AdminState) -> Answer {
         ListenState::Up => "up".to_owned(),
         ListenState::Down => "down".to_owned(),
         ListenState::BindFailed(e) => format!("bind failed: {e}"),
+        ListenState::Stopped => "stopped".to_owned(),
     };
     ok(json!({"api": api, "apiAddr": s.api_addr.to_string()}))
 }

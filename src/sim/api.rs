@@ -20,8 +20,10 @@ use axum::routing::{get, post};
 use http_body::Frame;
 
 use super::Shared;
-use super::fault::FaultMode;
-use super::wire::{CardIssueOrder, Endpoint, MemberInfo, Reply, WireError, is_json_content_type};
+use super::fault::{FaultMode, OVERSIZED_BODY_BYTES};
+use super::wire::{
+    CardIssueOrder, Endpoint, MemberInfo, Reply, StatusForm, WireError, is_json_content_type,
+};
 
 type Params = Result<Query<HashMap<String, String>>, QueryRejection>;
 
@@ -68,6 +70,11 @@ pub(crate) const HTML_500: &str = "<!DOCTYPE html>\n<html><head><title>500 Inter
     </title></head><body><h1>Internal Server Error</h1><p>The server encountered an internal \
     error.</p><hr><address>wxcard-sim</address></body></html>\n";
 
+/// The page of the `not_json` fault, like a captive portal's (answered with HTTP 200).
+pub(crate) const HTML_PORTAL: &str = "<!DOCTYPE html>\n<html><head><title>Login</title></head>\
+    <body><form action=\"/login\"><input name=\"user\"><input type=\"submit\"></form></body>\
+    </html>\n";
+
 async fn dispatch(shared: Arc<Shared>, endpoint: Endpoint, input: Input) -> Response {
     *shared
         .state()
@@ -75,21 +82,26 @@ async fn dispatch(shared: Arc<Shared>, endpoint: Endpoint, input: Input) -> Resp
         .requests
         .entry(endpoint)
         .or_default() += 1;
-    let latency = shared.faults().latency;
+    let (_, latency) = shared.faults().for_endpoint(endpoint);
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
     let mut faults = shared.faults.subscribe();
-    if faults.borrow().faults.mode == FaultMode::Hang {
+    let hangs = |f: &super::FaultsVersion| f.faults.for_endpoint(endpoint).0 == FaultMode::Hang;
+    if hangs(&faults.borrow()) {
         log::debug!("{endpoint}: hanging");
         // Released when the mode changes; if the simulator stops, the task is aborted.
-        let _ = faults.wait_for(|f| f.faults.mode != FaultMode::Hang).await;
+        let _ = faults.wait_for(|f| !hangs(f)).await;
     }
-    let mode = shared.faults().mode;
-    if mode == FaultMode::Http500 {
+    let (mode, _) = shared.faults().for_endpoint(endpoint);
+    if let Some((status, page)) = match mode {
+        FaultMode::Http500 => Some((StatusCode::INTERNAL_SERVER_ERROR, HTML_500)),
+        FaultMode::NotJson => Some((StatusCode::OK, HTML_PORTAL)),
+        _ => None,
+    } {
         count_faulted(&shared, endpoint);
-        log::debug!("{endpoint}: fault http500");
-        let mut response = (StatusCode::INTERNAL_SERVER_ERROR, HTML_500).into_response();
+        log::debug!("{endpoint}: fault {mode}");
+        let mut response = (status, page).into_response();
         response.headers_mut().insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/html; charset=utf-8"),
@@ -104,7 +116,10 @@ async fn dispatch(shared: Arc<Shared>, endpoint: Endpoint, input: Input) -> Resp
         }
         None => answer(&shared, endpoint, input),
     };
-    if mode == FaultMode::Truncated {
+    if matches!(
+        mode,
+        FaultMode::Truncated | FaultMode::NoStatus | FaultMode::Oversized
+    ) {
         count_faulted(&shared, endpoint);
     }
     render(&reply, mode)
@@ -210,19 +225,40 @@ fn answer(shared: &Shared, endpoint: Endpoint, input: Input) -> Reply {
     reply
 }
 
-/// Renders the envelope, applying the `string_status` and `truncated` faults.
+/// Renders the envelope, applying the faults that change an answer's bytes.
 fn render(reply: &Reply, mode: FaultMode) -> Response {
-    let body = reply.body(mode == FaultMode::StringStatus);
-    let text = serde_json::to_vec(&body).unwrap_or_else(|_| b"{}".to_vec());
+    let form = match mode {
+        FaultMode::StringStatus => StatusForm::String,
+        FaultMode::NoStatus => StatusForm::Absent,
+        _ => StatusForm::Number,
+    };
+    let text = serde_json::to_vec(&reply.body(form)).unwrap_or_else(|_| b"{}".to_vec());
     let status = StatusCode::from_u16(reply.http).unwrap_or(StatusCode::OK);
-    let full_len = text.len();
-    let body = if mode == FaultMode::Truncated {
-        Body::new(Truncated {
-            part: Some(Bytes::from(text[..full_len / 2].to_vec())),
-            flushed: false,
-        })
-    } else {
-        Body::from(text)
+    let (body, full_len) = match mode {
+        FaultMode::Truncated => {
+            let full_len = text.len() as u64;
+            let half = Bytes::from(text[..text.len() / 2].to_vec());
+            let body = Body::new(Truncated {
+                part: Some(half),
+                flushed: false,
+            });
+            (body, full_len)
+        }
+        FaultMode::Oversized => {
+            let prefix = format!(r#"{{"status":{},"message":""#, reply.status);
+            let suffix = "\"}";
+            let padding = OVERSIZED_BODY_BYTES - (prefix.len() + suffix.len()) as u64;
+            let body = Body::new(Padded {
+                prefix: Some(Bytes::from(prefix)),
+                padding,
+                suffix: Some(Bytes::from_static(suffix.as_bytes())),
+            });
+            (body, OVERSIZED_BODY_BYTES)
+        }
+        _ => {
+            let full_len = text.len() as u64;
+            (Body::from(text), full_len)
+        }
     };
     let mut response = Response::new(body);
     *response.status_mut() = status;
@@ -233,6 +269,36 @@ fn render(reply: &Reply, mode: FaultMode) -> Response {
     );
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(full_len));
     response
+}
+
+/// A valid JSON body of a given length, streamed in chunks rather than built in memory.
+struct Padded {
+    prefix: Option<Bytes>,
+    padding: u64,
+    suffix: Option<Bytes>,
+}
+
+static PADDING_CHUNK: [u8; 64 * 1024] = [b'x'; 64 * 1024];
+
+impl http_body::Body for Padded {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        if let Some(prefix) = self.prefix.take() {
+            return Poll::Ready(Some(Ok(Frame::data(prefix))));
+        }
+        if self.padding > 0 {
+            let n = self.padding.min(PADDING_CHUNK.len() as u64);
+            self.padding -= n;
+            let chunk = Bytes::from_static(&PADDING_CHUNK[..n as usize]);
+            return Poll::Ready(Some(Ok(Frame::data(chunk))));
+        }
+        Poll::Ready(self.suffix.take().map(|s| Ok(Frame::data(s))))
+    }
 }
 
 /// A body that yields its first half and then fails, so hyper closes the connection with

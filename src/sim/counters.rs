@@ -40,7 +40,8 @@ pub struct Counters {
     /// Every request per endpoint that reached the simulator, faulted or not.
     pub requests: BTreeMap<Endpoint, u64>,
     /// Requests per endpoint answered by a fault instead of the endpoint's logic
-    /// (HTTP 500, a forced status) or cut off (truncated body).
+    /// (http500, not_json, a forced status) or whose answer a fault spoiled (truncated,
+    /// no_status, oversized).
     pub faulted: BTreeMap<Endpoint, u64>,
 }
 

@@ -33,16 +33,29 @@ pub enum FaultMode {
     /// Requests are accepted and wait unanswered until the mode changes; they are then
     /// applied and answered (the client has usually given up by then).
     Hang,
+    /// The request is applied and answered without the `status` field.
+    NoStatus,
+    /// HTTP 200 with an HTML page (like a captive portal's) instead of JSON; not applied.
+    NotJson,
+    /// The request is applied and answered with a valid JSON envelope whose `message` makes
+    /// the body [`OVERSIZED_BODY_BYTES`] long, streamed with its Content-Length.
+    Oversized,
 }
 
+/// The body length of the `oversized` fault: 16 MiB.
+pub const OVERSIZED_BODY_BYTES: u64 = 16 << 20;
+
 impl FaultMode {
-    pub const ALL: [FaultMode; 6] = [
+    pub const ALL: [FaultMode; 9] = [
         FaultMode::None,
         FaultMode::Refuse,
         FaultMode::Http500,
         FaultMode::Truncated,
         FaultMode::StringStatus,
         FaultMode::Hang,
+        FaultMode::NoStatus,
+        FaultMode::NotJson,
+        FaultMode::Oversized,
     ];
 
     /// The name used by the admin API and the command line.
@@ -54,6 +67,9 @@ impl FaultMode {
             FaultMode::Truncated => "truncated",
             FaultMode::StringStatus => "string_status",
             FaultMode::Hang => "hang",
+            FaultMode::NoStatus => "no_status",
+            FaultMode::NotJson => "not_json",
+            FaultMode::Oversized => "oversized",
         }
     }
 }
@@ -72,36 +88,86 @@ impl FromStr for FaultMode {
             .find(|m| m.as_str() == s)
             .ok_or_else(|| {
                 format!(
-                    "unknown fault mode {s:?} (none, refuse, http500, truncated, string_status, hang)"
+                    "unknown fault mode {s:?} (none, refuse, http500, truncated, string_status, \
+                     hang, no_status, not_json, oversized)"
                 )
             })
     }
 }
 
-/// The mode and latency in force.
+/// The largest latency the admin API accepts: one hour.
+pub const MAX_LATENCY_MS: u64 = 3_600_000;
+
+/// A set of endpoints, for faults that affect only some of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct EndpointSet(u8);
+
+impl EndpointSet {
+    /// Every endpoint (the default).
+    pub const ALL: EndpointSet = EndpointSet(0b1_1111);
+
+    fn bit(e: Endpoint) -> u8 {
+        1 << Endpoint::ALL.iter().position(|x| *x == e).unwrap_or(0)
+    }
+
+    /// Just these endpoints.
+    pub fn only(endpoints: &[Endpoint]) -> EndpointSet {
+        EndpointSet(endpoints.iter().fold(0, |acc, e| acc | Self::bit(*e)))
+    }
+
+    pub fn contains(self, e: Endpoint) -> bool {
+        self.0 & Self::bit(e) != 0
+    }
+
+    pub fn iter(self) -> impl Iterator<Item = Endpoint> {
+        Endpoint::ALL.into_iter().filter(move |e| self.contains(*e))
+    }
+}
+
+impl Default for EndpointSet {
+    fn default() -> Self {
+        EndpointSet::ALL
+    }
+}
+
+/// The mode and latency in force, and the endpoints they affect.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Faults {
-    /// Added before every API answer (and before a hang starts).
+    /// Added before every affected API answer (and before a hang starts).
     pub latency: Duration,
     pub mode: FaultMode,
+    /// The endpoints the latency and mode affect (default: all). `refuse` closes the whole
+    /// port whatever this says.
+    pub endpoints: EndpointSet,
 }
 
 impl Faults {
+    /// The mode and latency that apply to a request of `endpoint`.
+    pub fn for_endpoint(&self, endpoint: Endpoint) -> (FaultMode, Duration) {
+        if self.endpoints.contains(endpoint) {
+            (self.mode, self.latency)
+        } else {
+            (FaultMode::None, Duration::ZERO)
+        }
+    }
+
     pub fn to_json(&self) -> Value {
         json!({
             "mode": self.mode.as_str(),
             "latencyMs": u64::try_from(self.latency.as_millis()).unwrap_or(u64::MAX),
+            "endpoints": self.endpoints.iter().map(Endpoint::as_str).collect::<Vec<_>>(),
         })
     }
 
-    /// Parses the admin form `{"mode": "...", "latencyMs": N}`; both optional (none, 0).
+    /// Parses the admin form `{"mode": "...", "latencyMs": N, "endpoints": [...]}`; all
+    /// optional (none, 0, every endpoint).
     pub fn from_json(v: &Value) -> Result<Faults, String> {
         let obj = v.as_object().ok_or("faults must be a JSON object")?;
         if let Some(k) = obj
             .keys()
-            .find(|k| !["mode", "latencyMs"].contains(&k.as_str()))
+            .find(|k| !["mode", "latencyMs", "endpoints"].contains(&k.as_str()))
         {
-            return Err(format!("unknown field `{k}` (mode, latencyMs)"));
+            return Err(format!("unknown field `{k}` (mode, latencyMs, endpoints)"));
         }
         let mode = match obj.get("mode") {
             None => FaultMode::None,
@@ -111,10 +177,30 @@ impl Faults {
             None => Duration::ZERO,
             Some(ms) => Duration::from_millis(
                 ms.as_u64()
-                    .ok_or("`latencyMs` must be a non-negative integer")?,
+                    .filter(|ms| *ms <= MAX_LATENCY_MS)
+                    .ok_or("`latencyMs` must be an integer from 0 to 3600000 (one hour)")?,
             ),
         };
-        Ok(Faults { latency, mode })
+        let endpoints = match obj.get("endpoints") {
+            None => EndpointSet::ALL,
+            Some(list) => {
+                let names = list
+                    .as_array()
+                    .filter(|l| !l.is_empty())
+                    .ok_or("`endpoints` must be a non-empty array of endpoint names")?;
+                let mut chosen = Vec::with_capacity(names.len());
+                for name in names {
+                    let name = name.as_str().ok_or("`endpoints` must hold strings")?;
+                    chosen.push(name.parse::<Endpoint>()?);
+                }
+                EndpointSet::only(&chosen)
+            }
+        };
+        Ok(Faults {
+            latency,
+            mode,
+            endpoints,
+        })
     }
 }
 
@@ -189,5 +275,24 @@ mod tests {
         assert!(Faults::from_json(&json!({"mode": "explode"})).is_err());
         assert!(Faults::from_json(&json!({"latency": 5})).is_err());
         assert!(Faults::from_json(&json!({"latencyMs": -5})).is_err());
+        assert!(Faults::from_json(&json!({"latencyMs": 3_600_001})).is_err());
+        assert!(Faults::from_json(&json!({"endpoints": []})).is_err());
+        assert!(Faults::from_json(&json!({"endpoints": ["nope"]})).is_err());
+        let some =
+            Faults::from_json(&json!({"mode": "http500", "endpoints": ["activemember"]})).unwrap();
+        assert_eq!(Faults::from_json(&some.to_json()), Ok(some));
+        assert_eq!(
+            some.for_endpoint(Endpoint::ActiveMember),
+            (FaultMode::Http500, Duration::ZERO)
+        );
+        assert_eq!(
+            some.for_endpoint(Endpoint::GetMemberCard),
+            (FaultMode::None, Duration::ZERO)
+        );
+        assert_eq!(
+            EndpointSet::ALL.iter().count(),
+            5,
+            "ALL holds every endpoint"
+        );
     }
 }

@@ -215,7 +215,8 @@ impl SimHandle {
 
 /// A simulator on its own runtime, for synchronous tests. Dereferences to [`SimHandle`]
 /// for everything that does not wait; the methods here block instead of being `async`.
-/// Dropping it stops the simulator.
+/// Dropping it stops the simulator. Use it only outside a tokio runtime (blocking on, or
+/// dropping, a runtime inside another one panics); async code uses [`SimHandle`].
 #[derive(Debug)]
 pub struct BlockingSim {
     handle: SimHandle,

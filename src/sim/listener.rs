@@ -128,4 +128,9 @@ pub(crate) async fn run(
     }
     drop(listener);
     close_all(&mut conns).await;
+    // Any later fault change answers "stopped" at once instead of waiting for this task.
+    shared.listen.send_replace(ListenStatus {
+        version: u64::MAX,
+        state: ListenState::Stopped,
+    });
 }

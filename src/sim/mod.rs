@@ -35,7 +35,7 @@ use tokio::sync::watch;
 
 pub use card::{Card, CardState, default_cards, parse_card_file};
 pub use counters::{Counters, WriteCount};
-pub use fault::{FaultMode, Faults};
+pub use fault::{EndpointSet, FaultMode, Faults};
 pub use handle::{BlockingSim, SimHandle, Simulator};
 pub use paycode::PayCodeCheck;
 pub use wire::Endpoint;
@@ -95,6 +95,8 @@ pub(crate) enum ListenState {
     Up,
     Down,
     BindFailed(String),
+    /// The simulator has shut down.
+    Stopped,
 }
 
 /// The fault settings with a version, so a caller can wait for the listener to catch up.
@@ -162,9 +164,14 @@ impl Shared {
             version = f.version;
         });
         log::info!(
-            "faults now: mode={} latency={}ms",
+            "faults now: mode={} latency={}ms endpoints={:?}",
             faults.mode,
-            faults.latency.as_millis()
+            faults.latency.as_millis(),
+            faults
+                .endpoints
+                .iter()
+                .map(Endpoint::as_str)
+                .collect::<Vec<_>>()
         );
         let mut rx = self.listen.subscribe();
         let status = rx
@@ -176,6 +183,7 @@ impl Shared {
                 addr: self.api_addr,
                 reason: reason.clone(),
             }),
+            ListenState::Stopped => Err(SimError::Stopped),
             _ => Ok(()),
         }
     }

@@ -32,7 +32,8 @@ pub enum PayCodeCheck {
 #[derive(Debug, Clone)]
 struct Issued {
     wx_code: String,
-    expires: Instant,
+    /// `None` for a TTL too large to add to the clock: never expires.
+    expires: Option<Instant>,
 }
 
 /// Issued pay codes.
@@ -78,7 +79,7 @@ impl PayCodes {
             code.clone(),
             Issued {
                 wx_code: wx_code.to_owned(),
-                expires: now + self.ttl,
+                expires: now.checked_add(self.ttl),
             },
         );
         self.order.push_back(code.clone());
@@ -89,12 +90,14 @@ impl PayCodes {
     pub fn check(&self, code: &str, now: Instant) -> PayCodeCheck {
         match self.issued.get(code) {
             None => PayCodeCheck::Unknown,
-            Some(i) if now >= i.expires => PayCodeCheck::Expired {
-                wx_code: i.wx_code.clone(),
-            },
-            Some(i) => PayCodeCheck::Valid {
-                wx_code: i.wx_code.clone(),
-                remaining: i.expires - now,
+            Some(i) => match i.expires {
+                Some(expires) if now >= expires => PayCodeCheck::Expired {
+                    wx_code: i.wx_code.clone(),
+                },
+                expires => PayCodeCheck::Valid {
+                    wx_code: i.wx_code.clone(),
+                    remaining: expires.map_or(Duration::MAX, |e| e - now),
+                },
             },
         }
     }
@@ -136,5 +139,16 @@ mod tests {
         assert_ne!(code, second);
         p.clear();
         assert_eq!(p.check(&code, t0), PayCodeCheck::Unknown);
+    }
+
+    #[test]
+    fn a_huge_ttl_never_expires_and_does_not_overflow() {
+        let mut p = PayCodes::new(Duration::MAX);
+        let t0 = Instant::now();
+        let code = p.issue("8123", t0);
+        assert!(matches!(
+            p.check(&code, t0 + Duration::from_secs(1 << 40)),
+            PayCodeCheck::Valid { .. }
+        ));
     }
 }

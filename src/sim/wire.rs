@@ -110,21 +110,36 @@ impl Reply {
         }
     }
 
-    /// The JSON body; with `status_as_string` the status is sent as `"200"` (a fault).
-    pub fn body(&self, status_as_string: bool) -> Value {
-        let status = if status_as_string {
-            Value::String(self.status.to_string())
-        } else {
-            json!(self.status)
-        };
+    /// The JSON body, with the status as a number, as a string (`"200"`, a fault) or
+    /// left out (a fault).
+    pub fn body(&self, status: StatusForm) -> Value {
         let mut body = Map::new();
         if let Some(data) = &self.data {
             body.insert("data".into(), data.clone());
         }
-        body.insert("status".into(), status);
+        match status {
+            StatusForm::Number => {
+                body.insert("status".into(), json!(self.status));
+            }
+            StatusForm::String => {
+                body.insert("status".into(), Value::String(self.status.to_string()));
+            }
+            StatusForm::Absent => {}
+        }
         body.insert("message".into(), Value::String(self.message.clone()));
         Value::Object(body)
     }
+}
+
+/// How [`Reply::body`] writes `status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusForm {
+    /// `"status": 200`, as the spec's examples.
+    Number,
+    /// `"status": "200"`, as the spec's table types it.
+    String,
+    /// No `status` at all (a fault).
+    Absent,
 }
 
 /// A wire-format violation, answered with HTTP 400.
@@ -455,11 +470,30 @@ mod tests {
     fn reply_bodies() {
         let r = Reply::ok(Some(json!("123")));
         assert_eq!(
-            serde_json::to_string(&r.body(false)).unwrap(),
+            serde_json::to_string(&r.body(StatusForm::Number)).unwrap(),
             r#"{"data":"123","message":"","status":200}"#
         );
-        assert_eq!(r.body(true)["status"], json!("200"));
+        assert_eq!(r.body(StatusForm::String)["status"], json!("200"));
+        assert_eq!(r.body(StatusForm::Absent).get("status"), None);
         assert_eq!(Reply::bad_request("x").http, 400);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn untrusted_bytes_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..200)) {
+            let _ = MemberInfo::parse(&bytes);
+            let _ = CardIssueOrder::parse(&bytes);
+        }
+
+        #[test]
+        fn json_like_text_never_panics(text in r#"\{("[a-zA-Z\[\]]{0,9}":("[0-9 :-]{0,20}"|-?[0-9.e]{1,25}|\[\{\}\]|null|true),?){0,6}\}"#) {
+            let _ = MemberInfo::parse(text.as_bytes());
+            let _ = CardIssueOrder::parse(text.as_bytes());
+            let _ = is_spec_date(&text);
+            if let Ok(v) = serde_json::from_str::<Value>(&text) {
+                let _ = crate::sim::card::Card::from_json(&v);
+            }
+        }
     }
 
     #[test]
