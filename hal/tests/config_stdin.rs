@@ -69,8 +69,17 @@ fn scanners_from_toml_with_defaults() {
     for config in &daemon.scanner {
         let scanner = AnyScanner::from_config(config).unwrap();
         assert_eq!(scanner.name().as_str(), config.name);
+        // The daemon spawns each scanner's loop on the multi-threaded runtime.
+        let (tx, _rx) = tokio::sync::mpsc::channel(1);
+        assert_send(&wxcard_hal::scanner::run(
+            scanner,
+            tx,
+            std::future::pending(),
+        ));
     }
 }
+
+fn assert_send<T: Send>(_: &T) {}
 
 #[test]
 fn unknown_keys_and_bad_values_are_refused() {

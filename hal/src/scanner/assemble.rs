@@ -93,6 +93,7 @@ impl Assembler {
         dedupe.clear();
     }
 
+    #[cfg(any(feature = "serial", feature = "evdev"))]
     /// Queues an event of the backend's own (a disconnection) behind the pending ones.
     pub(crate) fn report(&mut self, event: ScannerEvent) {
         self.queue.push_back(event);
