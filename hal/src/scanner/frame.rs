@@ -315,7 +315,7 @@ impl FrameParser {
 
     fn append(&mut self, bytes: &[u8]) {
         if self.overflow > 0 || self.buf.extend_from_slice(bytes).is_err() {
-            self.overflow += bytes.len();
+            self.overflow = self.overflow.saturating_add(bytes.len());
         }
     }
 
