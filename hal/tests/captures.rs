@@ -182,3 +182,43 @@ async fn evdev_grab_on_something_that_is_not_an_input_device_is_a_config_error()
     );
     assert!(error.to_string().contains("EVIOCGRAB"), "{error}");
 }
+
+#[tokio::test]
+async fn evdev_device_gone_mid_scan_reports_the_cut_scan_then_the_disconnection() {
+    use std::io::Write;
+    use wxcard_hal::scanner::{ErrorKind, Reject, evdev::InputEvent};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("event-kbd");
+    let mut writer = fifo(&path);
+    let mut config = EvdevConfig::new(path.to_str().unwrap());
+    config.grab = false;
+    let mut scanner = EvdevScanner::new("wedge", &config, &Default::default(), WINDOW).unwrap();
+    assert!(matches!(
+        scanner.next_event().await.unwrap(),
+        ScannerEvent::Connected
+    ));
+    // "123" typed, no Enter, then the device disappears (the writer closes: end of file).
+    for code in [2u16, 3, 4] {
+        for value in [1, 0] {
+            let event = InputEvent {
+                sec: 0,
+                usec: 0,
+                kind: 1,
+                code,
+                value,
+            };
+            writer.write_all(&event.to_bytes()).unwrap();
+        }
+    }
+    drop(writer);
+    match scanner.next_event().await.unwrap() {
+        ScannerEvent::Rejected { reason } => assert_eq!(reason, Reject::Unterminated { len: 3 }),
+        other => panic!("{other:?}"),
+    }
+    match scanner.next_event().await.unwrap() {
+        ScannerEvent::Disconnected { error } => {
+            assert_eq!(error.kind(), ErrorKind::Gone, "{error}")
+        }
+        other => panic!("{other:?}"),
+    }
+}
