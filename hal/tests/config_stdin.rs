@@ -166,3 +166,40 @@ async fn lines_on_a_pipe_become_scans_and_end_of_input_ends_the_source() {
     );
     let _ = std::io::stdout().flush();
 }
+
+#[tokio::test]
+async fn run_forwards_events_and_returns_the_error_that_ends_a_source() {
+    let (mut tx_pipe, rx_pipe) = tokio::net::unix::pipe::pipe().unwrap();
+    let source = LineScanner::new(
+        "keyboard",
+        rx_pipe,
+        &FrameConfig::default(),
+        Duration::from_millis(300),
+    )
+    .unwrap();
+    tx_pipe.write_all(b"123456789012\n").await.unwrap();
+    drop(tx_pipe);
+    let (tx, mut rx) = tokio::sync::mpsc::channel(4);
+    let ended = wxcard_hal::scanner::run(source, tx, std::future::pending()).await;
+    assert_eq!(ended.unwrap_err().kind(), ErrorKind::Closed);
+    let first = rx.recv().await.unwrap();
+    assert_eq!(first.scanner.as_str(), "keyboard");
+    assert!(matches!(first.event, ScannerEvent::Connected));
+    match rx.recv().await.unwrap().event {
+        ScannerEvent::Scan(scan) => assert_eq!(scan.code.as_str(), "123456789012"),
+        other => panic!("{other:?}"),
+    }
+    assert!(rx.recv().await.is_none());
+}
+
+#[tokio::test]
+async fn run_stops_when_the_receiver_is_gone() {
+    let (_tx_pipe, rx_pipe) = tokio::net::unix::pipe::pipe().unwrap();
+    let source = LineScanner::new("k", rx_pipe, &FrameConfig::default(), Duration::ZERO).unwrap();
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    drop(rx);
+    // The Connected event cannot be delivered: run returns instead of reading forever.
+    wxcard_hal::scanner::run(source, tx, std::future::pending())
+        .await
+        .unwrap();
+}

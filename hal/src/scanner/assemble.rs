@@ -1,8 +1,9 @@
 //! Turns bytes from any backend into [`ScannerEvent`]s: the frame parser, duplicate
 //! suppression and a queue of events not yet handed out.
 //!
-//! Backends read into a fixed buffer and push what they read here; the queue holds at most
-//! one event per frame of that buffer, so it stays bounded by the read size. Rejected frames
+//! Backends read into a fixed buffer and push what they read here, and read again only once
+//! the queue is empty; so the queue holds at most one event per two bytes of one read (a
+//! code and its terminator), bounded by the backend's read size. Rejected frames
 //! are logged once each, with the reason and never the bytes (a code is a member's
 //! identifier).
 

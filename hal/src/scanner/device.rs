@@ -18,9 +18,10 @@ use std::{
 
 use super::{Assembler, ErrorKind, ScannerError, ScannerEvent};
 
-/// Read buffer size: a frame's worth of bytes many times over, small enough to keep on the
-/// heap once per scanner.
-const READ_BUFFER: usize = 4096;
+/// Read buffer size. A scanner sends a frame or two per read; the buffer also bounds the
+/// events one read can queue (at most one per two bytes), since nothing is read while events
+/// are pending.
+const READ_BUFFER: usize = 1024;
 
 // Scheduling (reopen times) runs on tokio's clock, so tests can pause it; the instants
 // handed to the parser are `std` ones, as `Scan::at` is.

@@ -14,7 +14,8 @@ use super::{
     Assembler, FrameConfig, ScanSource, ScannerError, ScannerEvent, ScannerName, scanner_name,
 };
 
-const READ_BUFFER: usize = 4096;
+/// Read buffer size; it bounds the events one read can queue, as for devices.
+const READ_BUFFER: usize = 1024;
 
 /// A line-per-code source over any reader.
 pub struct LineScanner<R> {
