@@ -15,13 +15,36 @@ use wxcard_hal::scanner::{
 };
 
 fn config(bits: u8) -> FrameConfig {
-    let all = [Terminator::Cr, Terminator::Lf, Terminator::Tab, Terminator::Etx, Terminator::Crlf];
-    let terminators: Vec<Terminator> = all.iter().enumerate().filter(|(i, _)| bits & (1 << i) != 0).map(|(_, t)| *t).collect();
+    let all = [
+        Terminator::Cr,
+        Terminator::Lf,
+        Terminator::Tab,
+        Terminator::Etx,
+        Terminator::Crlf,
+    ];
+    let terminators: Vec<Terminator> = all
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| bits & (1 << i) != 0)
+        .map(|(_, t)| *t)
+        .collect();
     FrameConfig {
-        terminators: if terminators.is_empty() { vec![Terminator::Cr] } else { terminators },
+        terminators: if terminators.is_empty() {
+            vec![Terminator::Cr]
+        } else {
+            terminators
+        },
         stx: bits & 0x20 != 0,
-        prefix: if bits & 0x40 != 0 { "DL:".into() } else { String::new() },
-        suffix: if bits & 0x80 != 0 { "#".into() } else { String::new() },
+        prefix: if bits & 0x40 != 0 {
+            "DL:".into()
+        } else {
+            String::new()
+        },
+        suffix: if bits & 0x80 != 0 {
+            "#".into()
+        } else {
+            String::new()
+        },
         aim: bits & 0x10 != 0,
         idle_timeout_ms: 0,
     }
