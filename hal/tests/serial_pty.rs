@@ -49,7 +49,17 @@ async fn expect_scan(rx: &mut mpsc::Receiver<ScannerMessage>, symbology: Option<
     }
 }
 
-/// Spawns the scanner task; dropping the returned sender shuts it down.
+fn expect_disconnected(event: ScannerEvent, kind: ErrorKind) -> String {
+    match event {
+        ScannerEvent::Disconnected { error } => {
+            assert_eq!(error.kind(), kind, "{error}");
+            error.to_string()
+        }
+        other => panic!("expected a disconnection ({kind:?}), got {other:?}"),
+    }
+}
+
+/// Spawns the scanner task; sending on the returned sender shuts it down.
 fn spawn(
     source: SerialScanner,
 ) -> (
@@ -129,12 +139,7 @@ async fn unplug_and_replug_at_the_same_path_with_the_cpu_idle_between() {
 
     // Unplug: the master closes, the slave reads EIO or end of file, its node disappears.
     drop(pty);
-    match next(&mut rx).await {
-        ScannerEvent::Disconnected { error } => {
-            assert_eq!(error.kind(), ErrorKind::Gone, "{error}")
-        }
-        other => panic!("expected a disconnection, got {other:?}"),
-    }
+    expect_disconnected(next(&mut rx).await, ErrorKind::Gone);
 
     // While it is gone the source retries with backoff: nothing is reported again, and the
     // thread that runs it stays idle (a loop on a dead descriptor would burn the whole 1.5 s).
@@ -168,12 +173,7 @@ async fn a_scanner_plugged_in_after_start_is_picked_up() {
     let dir = tempfile::tempdir().unwrap();
     let link = dir.path().join("late");
     let (mut rx, stop, task) = spawn(scanner("front", &link));
-    match next(&mut rx).await {
-        ScannerEvent::Disconnected { error } => {
-            assert_eq!(error.kind(), ErrorKind::Gone, "{error}")
-        }
-        other => panic!("expected the absent port reported, got {other:?}"),
-    }
+    expect_disconnected(next(&mut rx).await, ErrorKind::Gone);
     let mut pty = Pty::open();
     point_link(&link, &pty.slave);
     assert!(matches!(next(&mut rx).await, ScannerEvent::Connected));
@@ -197,10 +197,8 @@ async fn the_port_is_held_exclusively() {
     let path = std::ffi::CString::new(pty.slave.to_str().unwrap()).unwrap();
     // SAFETY: plain libc calls on a path and a descriptor we own.
     unsafe {
-        let fd = libc::open(
-            path.as_ptr(),
-            libc::O_RDWR | libc::O_NOCTTY | libc::O_NONBLOCK | libc::O_CLOEXEC,
-        );
+        let flags = libc::O_RDWR | libc::O_NOCTTY | libc::O_NONBLOCK | libc::O_CLOEXEC;
+        let fd = libc::open(path.as_ptr(), flags);
         if fd < 0 {
             assert_eq!(
                 std::io::Error::last_os_error().raw_os_error(),
@@ -215,18 +213,15 @@ async fn the_port_is_held_exclusively() {
         }
     }
 
-    // A second scanner on the same port (even as root) is refused by the exclusive lock.
+    // A second scanner on the same port (even as root) is refused by the exclusive lock, with
+    // a hint at how to find the holder.
     let mut second = scanner("front", &link);
-    match tokio::time::timeout(WAIT, second.next_event())
+    let event = tokio::time::timeout(WAIT, second.next_event())
         .await
         .unwrap()
-        .unwrap()
-    {
-        ScannerEvent::Disconnected { error } => {
-            assert_eq!(error.kind(), ErrorKind::InUse, "{error}")
-        }
-        other => panic!("a second open succeeded: {other:?}"),
-    }
+        .unwrap();
+    let message = expect_disconnected(event, ErrorKind::InUse);
+    assert!(message.contains("fuser -v"), "{message}");
     stop.send(()).unwrap();
     task.await.unwrap();
     drop(pty);

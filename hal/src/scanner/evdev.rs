@@ -197,7 +197,7 @@ struct EventDevice {
 fn open_device(path: &str, grab: bool) -> Result<EventDevice, ScannerError> {
     let fail = |message: String, kind| ScannerError::Open {
         path: path.to_owned(),
-        message,
+        message: format!("{message}{}", super::open_hint(kind, path, "input")),
         kind,
     };
     let c_path = std::ffi::CString::new(path)

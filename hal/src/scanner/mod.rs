@@ -254,6 +254,18 @@ pub(crate) fn io_kind(e: &io::Error) -> ErrorKind {
     }
 }
 
+/// A hint for the installer, appended to an open error: what usually fixes it.
+pub(crate) fn open_hint(kind: ErrorKind, path: &str, group: &str) -> String {
+    match kind {
+        ErrorKind::Permission => format!(
+            " (the daemon's user needs read access: add it to the `{group}` group or grant it \
+             with a udev rule)"
+        ),
+        ErrorKind::InUse => format!(" (another process holds it: see `fuser -v {path}`)"),
+        _ => String::new(),
+    }
+}
+
 /// Parses a scanner name from config, refusing one longer than [`NAME_CAPACITY`].
 pub fn scanner_name(name: &str) -> Result<ScannerName, ScannerError> {
     if name.is_empty() {

@@ -163,7 +163,11 @@ fn open_error(path: &str, e: &tokio_serial::Error) -> ScannerError {
     };
     ScannerError::Open {
         path: path.to_owned(),
-        message: e.description.clone(),
+        message: format!(
+            "{}{}",
+            e.description,
+            super::open_hint(kind, path, "dialout")
+        ),
         kind,
     }
 }
