@@ -33,6 +33,11 @@ pub(crate) trait Device: Sized + Send {
 
     /// Turns bytes read into input for the frame parser.
     fn feed(&mut self, bytes: &[u8], now: Instant, assembler: &mut Assembler);
+
+    /// What the device says it is, for the connect log line.
+    fn describe(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Opens a device; the backend's own settings are captured by the closure.
@@ -110,7 +115,12 @@ impl<D: Device> DeviceSource<D> {
                     tokio::time::sleep_until(*retry_at).await;
                     match (self.opener)(&self.path) {
                         Ok(device) => {
-                            log::info!("scanner {name}: {} connected", self.path);
+                            match device.describe() {
+                                Some(what) => {
+                                    log::info!("scanner {name}: {} connected ({what})", self.path)
+                                }
+                                None => log::info!("scanner {name}: {} connected", self.path),
+                            }
                             self.state = State::Open {
                                 device,
                                 opened_at: tokio::time::Instant::now(),

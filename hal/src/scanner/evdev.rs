@@ -180,17 +180,34 @@ impl EvdevConfig {
     }
 }
 
-/// The asm-generic `_IOW(type, nr, size)` ioctl request encoding.
-const fn iow(ty: u8, nr: u8, size: usize) -> u64 {
-    const WRITE: u64 = 1;
-    (WRITE << 30) | ((size as u64) << 16) | ((ty as u64) << 8) | nr as u64
+/// The asm-generic ioctl request encoding: direction, size, type, number.
+const fn ioc(dir: u64, ty: u8, nr: u8, size: usize) -> u64 {
+    (dir << 30) | ((size as u64) << 16) | ((ty as u64) << 8) | nr as u64
 }
 
 /// `EVIOCGRAB`: `_IOW('E', 0x90, int)`.
-pub const EVIOCGRAB: u64 = iow(b'E', 0x90, std::mem::size_of::<libc::c_int>());
+pub const EVIOCGRAB: u64 = ioc(1, b'E', 0x90, std::mem::size_of::<libc::c_int>());
+
+/// Buffer for the device name.
+const NAME_LEN: usize = 128;
+
+/// `EVIOCGNAME(len)`: `_IOC(_IOC_READ, 'E', 0x06, len)`.
+pub const EVIOCGNAME: u64 = ioc(2, b'E', 0x06, NAME_LEN);
+
+/// The device's name as the kernel reports it ("Honeywell Imaging & Mobility 1900"), for
+/// the connect log line, so an installer sees which device a path reached.
+fn device_name(fd: &OwnedFd) -> Option<String> {
+    let mut name = [0u8; NAME_LEN];
+    // SAFETY: EVIOCGNAME writes at most NAME_LEN bytes into `name`; `fd` is open.
+    let n = unsafe { libc::ioctl(fd.as_raw_fd(), EVIOCGNAME as _, name.as_mut_ptr()) };
+    let n = usize::try_from(n).ok()?.min(NAME_LEN);
+    let text = name[..n].split(|&b| b == 0).next()?;
+    Some(String::from_utf8_lossy(text).into_owned())
+}
 
 struct EventDevice {
     fd: AsyncFd<OwnedFd>,
+    name: Option<String>,
     wedge: Wedge,
 }
 
@@ -230,16 +247,22 @@ fn open_device(path: &str, grab: bool) -> Result<EventDevice, ScannerError> {
             return Err(fail(format!("EVIOCGRAB failed: {e}"), kind));
         }
     }
+    let name = device_name(&fd);
     // SAFETY: an `OwnedFd` keeps its descriptor open, unchanged, until the `AsyncFd` drops it.
     let fd = unsafe { AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }
         .map_err(|e| fail(e.into_parts().1.to_string(), ErrorKind::Other))?;
     Ok(EventDevice {
         fd,
+        name,
         wedge: Wedge::new(),
     })
 }
 
 impl Device for EventDevice {
+    fn describe(&self) -> Option<String> {
+        self.name.clone()
+    }
+
     async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         loop {
             let mut guard = self.fd.readable().await?;
@@ -314,6 +337,8 @@ mod tests {
     fn eviocgrab_matches_the_kernel_header() {
         // linux/input.h: #define EVIOCGRAB _IOW('E', 0x90, int) == 0x40044590
         assert_eq!(EVIOCGRAB, 0x4004_4590);
+        // EVIOCGNAME(128) as the C macro expands it.
+        assert_eq!(EVIOCGNAME, 0x8080_4506);
     }
 
     #[test]
