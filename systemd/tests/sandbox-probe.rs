@@ -16,6 +16,7 @@ unsafe extern "C" {
     fn sched_setaffinity(pid: i32, size: usize, mask: *const u64) -> i32;
     fn socket(domain: i32, ty: i32, proto: i32) -> i32;
     fn close(fd: i32) -> i32;
+    fn signal(signum: i32, handler: usize) -> usize;
 }
 
 const AF_NETLINK: i32 = 16;
@@ -23,6 +24,8 @@ const AF_PACKET: i32 = 17;
 const SOCK_RAW: i32 = 3;
 const EPERM: i32 = 1;
 const EAFNOSUPPORT: i32 = 97;
+const SIGHUP: i32 = 1;
+const SIG_IGN: usize = 1;
 
 struct Probe {
     failed: usize,
@@ -101,6 +104,8 @@ fn notify(msg: &str) -> std::io::Result<()> {
 }
 
 fn main() {
+    // `systemctl reload` (ExecReload=/bin/kill -HUP) must reach the process and not kill it.
+    unsafe { signal(SIGHUP, SIG_IGN) };
     let mut p = Probe {
         failed: 0,
         passed: 0,
