@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use wxcard_hal::scanner::{ClassifyConfig, ScannerConfig};
+
 use crate::api::ApiConfig;
 use crate::service::ServiceConfig;
 use crate::store::StoreConfig;
@@ -16,7 +18,7 @@ use crate::store::StoreConfig;
 pub const DEFAULT_PATH: &str = "/etc/wxcardd/wxcardd.toml";
 
 /// The whole configuration file.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// `[api]`: the wxcard backend.
@@ -31,6 +33,12 @@ pub struct Config {
     /// `[control]`: the local control socket.
     #[serde(default)]
     pub control: ControlConfig,
+    /// `[[scanner]]`: the scanners, each named (docs/scanners.md).
+    #[serde(default, rename = "scanner")]
+    pub scanners: Vec<ScannerConfig>,
+    /// `[classify]`: which scanned codes are member card codes (docs/scanners.md).
+    #[serde(default)]
+    pub classify: ClassifyConfig,
 }
 
 /// `[store]` in the config file.
@@ -215,6 +223,21 @@ impl Config {
                 "store.cache_capacity_bytes",
                 "must be at least 1 MiB",
             ));
+        }
+        let mut names = std::collections::HashSet::new();
+        for scanner in &self.scanners {
+            if !names.insert(scanner.name.as_str()) {
+                return Err(invalid(
+                    "scanner.name",
+                    &format!("{:?} is used twice", scanner.name),
+                ));
+            }
+            if let Err(e) = wxcard_hal::scanner::scanner_name(&scanner.name) {
+                return Err(invalid("scanner.name", &e.to_string()));
+            }
+        }
+        if let Err(e) = wxcard_hal::scanner::Classifier::new(&self.classify) {
+            return Err(invalid("classify.rules", &e.to_string()));
         }
         if self.control.subscriber_queue == 0 {
             return Err(invalid("control.subscriber_queue", "must be more than 0"));

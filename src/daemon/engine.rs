@@ -1,13 +1,15 @@
 //! The engine: carries out control requests and scans on the card service, and turns what
 //! happens into events. It owns no policy: the service decides online/offline/cache.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::sync::{Notify, broadcast};
+use wxcard_hal::scanner::{Classifier, CodeKind, Symbology};
 
 use crate::control::protocol::{Command, ErrorCode, event_line};
 use crate::control::server::{Answer, Handler};
@@ -17,6 +19,8 @@ use crate::service::{CardService, Lookup, ServiceError, ServiceEvent, WriteOutco
 pub struct Engine {
     service: CardService,
     events: broadcast::Sender<Value>,
+    classifier: Mutex<Arc<Classifier>>,
+    scanners: Mutex<BTreeMap<String, Value>>,
     started: Instant,
     in_flight: AtomicUsize,
     idle: Notify,
@@ -35,10 +39,16 @@ impl Drop for InFlight<'_> {
 
 impl Engine {
     /// An engine over the service, publishing event lines on `events`.
-    pub fn new(service: CardService, events: broadcast::Sender<Value>) -> Self {
+    pub fn new(
+        service: CardService,
+        events: broadcast::Sender<Value>,
+        classifier: Classifier,
+    ) -> Self {
         Engine {
             service,
             events,
+            classifier: Mutex::new(Arc::new(classifier)),
+            scanners: Mutex::new(BTreeMap::new()),
             started: Instant::now(),
             in_flight: AtomicUsize::new(0),
             idle: Notify::new(),
@@ -88,15 +98,40 @@ impl Engine {
         }
     }
 
-    /// A scan from a scanner or from manual entry: a `scan` event, then the lookup and a
-    /// `card` event.
-    pub async fn on_scan(&self, scanner: &str, code: &str, symbology: Option<&str>) -> Answer {
+    /// Replaces the classification rules (SIGHUP).
+    pub fn set_classifier(&self, classifier: Classifier) {
+        *lock(&self.classifier) = Arc::new(classifier);
+    }
+
+    /// Records and publishes a scanner's connection state.
+    pub fn scanner_state(&self, scanner: &str, state: &str, reason: Option<String>) {
+        let body = json!({"scanner": scanner, "state": state, "reason": reason});
+        lock(&self.scanners).insert(scanner.to_owned(), body.clone());
+        self.publish("scanner", body);
+    }
+
+    /// A scan from a scanner or from manual entry: a `scan` event with the code's kind; for
+    /// a WeChat member code, the lookup and a `card` event.
+    pub async fn on_scan(&self, scanner: &str, code: &str, symbology: Option<Symbology>) -> Answer {
+        let kind = lock(&self.classifier).classify(code, symbology);
+        let kind_name = match kind {
+            CodeKind::WechatMemberCode => "wechat_member_code",
+            CodeKind::MerchantCardNumber => "merchant_card_number",
+            CodeKind::Other => "other",
+        };
         self.publish(
             "scan",
-            json!({"scanner": scanner, "code": code, "symbology": symbology}),
+            json!({
+                "scanner": scanner,
+                "code": code,
+                "symbology": symbology.map(|s| s.to_string()),
+                "kind": kind_name,
+            }),
         );
-        let lookup = self.lookup(code, None).await?;
-        Ok(to_value(&lookup))
+        match kind {
+            CodeKind::WechatMemberCode => Ok(to_value(&self.lookup(code, None).await?)),
+            _ => Ok(json!({"code": code, "kind": kind_name, "looked_up": false})),
+        }
     }
 
     async fn lookup(
@@ -114,10 +149,12 @@ impl Engine {
     }
 
     fn status(&self, service: Value) -> Value {
+        let scanners: Vec<Value> = lock(&self.scanners).values().cloned().collect();
         json!({
             "version": env!("CARGO_PKG_VERSION"),
             "uptime_s": self.started.elapsed().as_secs(),
             "service": service,
+            "scanners": scanners,
         })
     }
 }
@@ -165,6 +202,10 @@ impl Handler for Engine {
             Command::Subscribe => Err((ErrorCode::Failed, "handled by the server".into())),
         }
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn write_answer(result: Result<WriteOutcome, ServiceError>) -> Answer {

@@ -9,6 +9,7 @@
 mod engine;
 pub mod logging;
 pub mod notify;
+mod scanners;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -62,7 +63,9 @@ pub async fn run(mut config: Config, options: RunOptions) -> anyhow::Result<()> 
     let service = CardService::new(client, store, config.service.clone(), clock.clone());
 
     let (events, _) = broadcast::channel(1024);
-    let engine = Arc::new(Engine::new(service.clone(), events.clone()));
+    let classifier = wxcard_hal::scanner::Classifier::new(&config.classify)
+        .context("invalid [classify] rules")?;
+    let engine = Arc::new(Engine::new(service.clone(), events.clone(), classifier));
     let (stop_tx, stop_rx) = watch::channel(false);
 
     let gid = match &config.control.group {
@@ -109,6 +112,9 @@ pub async fn run(mut config: Config, options: RunOptions) -> anyhow::Result<()> 
         tokio::spawn(async move { service.run_background(stop).await })
     };
     tokio::spawn(Arc::clone(&engine).forward_service_events());
+    // Scanners start after the socket but never hold up readiness: an absent scanner is
+    // reported and waited for by its own task.
+    let mut scanners = scanners::Scanners::start(&config.scanners, Arc::clone(&engine));
 
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;
@@ -134,7 +140,14 @@ pub async fn run(mut config: Config, options: RunOptions) -> anyhow::Result<()> 
             _ = sigint.recv() => break,
             _ = sighup.recv() => {
                 notify::reloading();
-                reload(&options, &config);
+                if let Some(new) = reload(&options, &config) {
+                    scanners.reload(&new.scanners).await;
+                    if let Ok(classifier) = wxcard_hal::scanner::Classifier::new(&new.classify) {
+                        engine.set_classifier(classifier);
+                    }
+                    config.scanners = new.scanners;
+                    config.classify = new.classify;
+                }
                 let status = service.status().await?;
                 notify::ready(&status_line(status));
             }
@@ -150,6 +163,7 @@ pub async fn run(mut config: Config, options: RunOptions) -> anyhow::Result<()> 
     log::info!("stopping: no new requests; finishing those in flight");
     notify::stopping();
     stop_tx.send_replace(true);
+    scanners.stop().await;
     let _ = server_task.await;
     // In-flight writes end within their own deadline (sent, or queued on disk).
     let drain = Duration::from_millis(config.service.write_deadline_ms + 2_000);
@@ -169,11 +183,12 @@ pub async fn run(mut config: Config, options: RunOptions) -> anyhow::Result<()> 
     Ok(())
 }
 
-/// Re-reads the config file; a bad file is logged and the running config kept.
-fn reload(options: &RunOptions, config: &Config) {
+/// Re-reads the config file; a bad file is logged and the running config kept. Returns the
+/// new config, whose reloadable parts (scanners, classification, display) the caller applies.
+fn reload(options: &RunOptions, config: &Config) -> Option<Config> {
     let Some(path) = &options.config_path else {
         log::info!("SIGHUP: no config file to reload");
-        return;
+        return None;
     };
     match Config::load(path) {
         Ok(new) => {
@@ -187,11 +202,12 @@ fn reload(options: &RunOptions, config: &Config) {
                     log::warn!("SIGHUP: changes to {what} take effect at the next restart");
                 }
             }
-            // Scanners, display and labels are the reloadable parts; they are applied by
-            // their owners as they are wired in. Everything else keeps its running value.
-            let _ = config;
-            log::info!("SIGHUP: config re-read from {} and valid", path.display());
+            log::info!("SIGHUP: config reloaded from {}", path.display());
+            Some(new)
         }
-        Err(e) => log::error!("SIGHUP: keeping the running config: {e}"),
+        Err(e) => {
+            log::error!("SIGHUP: keeping the running config: {e}");
+            None
+        }
     }
 }

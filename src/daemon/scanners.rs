@@ -1,0 +1,113 @@
+//! Runs the configured scanners, each in its own task, and feeds their events to the engine.
+//!
+//! A scanner that is unplugged is an event (`scanner` disconnected), never a restart; the
+//! hal backend reopens it by path. On SIGHUP the set is replaced only if `[[scanner]]`
+//! changed.
+
+use std::sync::Arc;
+
+use serde_json::json;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use wxcard_hal::scanner::{self, AnyScanner, ScannerConfig, ScannerEvent, ScannerMessage};
+
+use super::Engine;
+
+/// The running scanners.
+pub struct Scanners {
+    configs: Vec<ScannerConfig>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    tx: mpsc::Sender<ScannerMessage>,
+}
+
+impl Scanners {
+    /// Starts every configured scanner and the task that hands their events to `engine`.
+    pub fn start(configs: &[ScannerConfig], engine: Arc<Engine>) -> Self {
+        let (tx, rx) = mpsc::channel(64);
+        tokio::spawn(consume(rx, engine));
+        let mut scanners = Scanners {
+            configs: Vec::new(),
+            stop: watch::channel(false).0,
+            tasks: Vec::new(),
+            tx,
+        };
+        scanners.spawn(configs);
+        scanners
+    }
+
+    fn spawn(&mut self, configs: &[ScannerConfig]) {
+        let (stop, _) = watch::channel(false);
+        self.stop = stop;
+        self.configs = configs.to_vec();
+        for config in configs {
+            let source = match AnyScanner::from_config(config) {
+                Ok(s) => s,
+                Err(e) => {
+                    log::error!("scanner {:?} cannot run: {e}", config.name);
+                    continue;
+                }
+            };
+            let tx = self.tx.clone();
+            let mut stop = self.stop.subscribe();
+            let name = config.name.clone();
+            self.tasks.push(tokio::spawn(async move {
+                let shutdown = async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                };
+                if let Err(e) = scanner::run(source, tx, shutdown).await {
+                    log::error!("scanner {name:?} stopped: {e}");
+                }
+            }));
+        }
+    }
+
+    /// Applies a reloaded `[[scanner]]` list: restarts the scanners only if it changed.
+    pub async fn reload(&mut self, configs: &[ScannerConfig]) {
+        if configs == self.configs.as_slice() {
+            return;
+        }
+        log::info!("scanners changed: restarting {} scanner(s)", configs.len());
+        self.stop().await;
+        self.spawn(configs);
+    }
+
+    /// Stops every scanner (releasing serial ports and grabs).
+    pub async fn stop(&mut self) {
+        self.stop.send_replace(true);
+        for task in self.tasks.drain(..) {
+            let _ = task.await;
+        }
+    }
+}
+
+async fn consume(mut rx: mpsc::Receiver<ScannerMessage>, engine: Arc<Engine>) {
+    while let Some(ScannerMessage { scanner, event }) = rx.recv().await {
+        let name = scanner.as_str();
+        match event {
+            ScannerEvent::Connected => {
+                log::info!("scanner {name:?} connected");
+                engine.scanner_state(name, "connected", None);
+            }
+            ScannerEvent::Disconnected { error } => {
+                engine.scanner_state(name, "disconnected", Some(error.to_string()));
+            }
+            ScannerEvent::Rejected { reason } => {
+                engine.publish(
+                    "scan_rejected",
+                    json!({"scanner": name, "reason": reason.to_string()}),
+                );
+            }
+            ScannerEvent::Scan(scan) => {
+                let engine = Arc::clone(&engine);
+                // A lookup may wait on the network: never hold up the next scan's event.
+                tokio::spawn(async move {
+                    let symbology = scan.symbology;
+                    let _ = engine
+                        .on_scan(scan.scanner.as_str(), scan.code.as_str(), symbology)
+                        .await;
+                });
+            }
+        }
+    }
+}
