@@ -197,3 +197,23 @@ pub fn daemon_config(
     std::fs::write(&path, text).unwrap();
     (path, socket)
 }
+
+/// The scanner tests' pty fixtures, shared rather than copied.
+#[path = "../../hal/tests/common/mod.rs"]
+pub mod hal_common;
+
+/// Reads lines from a subscribed client until one satisfies `want` (events and answers).
+pub fn wait_event(
+    client: &mut wxcardd::control::client::ControlClient,
+    what: &str,
+    want: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    loop {
+        let line = client
+            .read_line()
+            .unwrap_or_else(|e| panic!("waiting for {what}: {e}"));
+        if want(&line) {
+            return line;
+        }
+    }
+}
