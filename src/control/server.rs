@@ -49,9 +49,22 @@ impl Access {
         }
     }
 
-    /// Whether a peer with this uid and primary gid may connect.
+    /// Whether a peer with this uid and primary gid may connect: an allowed uid, an allowed
+    /// primary gid, or (SO_PEERCRED carries only the primary group) membership of an allowed
+    /// group in the group database, which is how `usermod -aG wxcard pos` grants access.
     pub fn allows(&self, uid: u32, gid: u32) -> bool {
-        self.uids.contains(&uid) || self.gids.contains(&gid)
+        if self.uids.contains(&uid) || self.gids.contains(&gid) {
+            return true;
+        }
+        let Ok(Some(user)) = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)) else {
+            return false;
+        };
+        self.gids.iter().any(|g| {
+            matches!(
+                nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(*g)),
+                Ok(Some(group)) if group.mem.contains(&user.name)
+            )
+        })
     }
 }
 
@@ -363,5 +376,57 @@ async fn read_line_bounded<R: tokio::io::AsyncBufRead + Unpin>(
                 LineRead::Line
             }));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::protocol::ErrorCode;
+
+    struct Echo;
+    impl Handler for Echo {
+        async fn handle(&self, command: Command) -> Answer {
+            Ok(serde_json::json!({"cmd": command.name()}))
+        }
+    }
+
+    async fn first_line(access: Access) -> Value {
+        let (server_end, client_end) = UnixStream::pair().unwrap();
+        let (events, _) = broadcast::channel(4);
+        let (_stop, stop_rx) = watch::channel(false);
+        let limits = Limits {
+            max_subscribers: 1,
+            subscriber_queue: 4,
+        };
+        let conn = Connection::new(Arc::new(Echo), events, access, limits, stop_rx);
+        tokio::spawn(conn.serve(server_end));
+        let mut reader = BufReader::new(client_end);
+        let mut line = String::new();
+        reader.read_line(&mut line).await.unwrap();
+        serde_json::from_str(&line).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_peer_outside_the_allow_list_is_refused() {
+        let me = nix::unistd::getuid().as_raw();
+        let my_gid = nix::unistd::getgid().as_raw();
+        // An allow-list that names neither this process's uid nor any group it is in.
+        let spoofed = Access::new([me.wrapping_add(4242)], [my_gid.wrapping_add(4242)]);
+        let line = first_line(spoofed).await;
+        assert_eq!(line["class"], "ERROR", "{line}");
+        assert_eq!(
+            line["error"]["code"],
+            serde_json::json!(ErrorCode::Forbidden)
+        );
+        assert!(
+            line["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("uid {me}"))
+        );
+
+        let allowed = first_line(Access::new([me], [])).await;
+        assert_eq!(allowed["class"], "VERSION", "{allowed}");
     }
 }
