@@ -62,6 +62,7 @@ pub struct WebDisplay {
     addr: SocketAddr,
     texts: Texts,
     stop: Option<oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl WebDisplay {
@@ -90,7 +91,7 @@ impl WebDisplay {
             .route("/events", get(events))
             .with_state(rx);
         let (stop, stopped) = oneshot::channel::<()>();
-        handle.spawn(async move {
+        let server = handle.spawn(async move {
             let served = axum::serve(listener, app)
                 .with_graceful_shutdown(async move {
                     let _ = stopped.await;
@@ -106,12 +107,33 @@ impl WebDisplay {
             addr: local,
             texts,
             stop: Some(stop),
+            server: Some(server),
         })
     }
 
     /// The address actually bound (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Stops the server and waits until the port is free again: event streams end, pages
+    /// start reconnecting.
+    pub async fn stop(mut self) {
+        // Ending the event streams lets the graceful shutdown finish.
+        let blank = Current {
+            content: Arc::from("null"),
+            remaining: None,
+        };
+        drop(std::mem::replace(
+            &mut self.current,
+            watch::channel(blank).0,
+        ));
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            let _ = server.await;
+        }
     }
 }
 
