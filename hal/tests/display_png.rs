@@ -88,3 +88,26 @@ fn unwritable_target_is_an_io_error() {
     assert_eq!(err.kind(), wxcard_hal::display::ErrorKind::Io);
     assert!(PngDisplay::new(&PngConfig { width: 0, ..cfg }, Texts::default()).is_err());
 }
+
+#[test]
+fn open_builds_every_listed_backend_from_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let fb = dir.path().join("fb");
+    std::fs::write(&fb, vec![0u8; 320 * 480 * 2]).unwrap();
+    let toml_text = format!(
+        "backends = [\"framebuffer\", \"png\"]\n[framebuffer]\ndevice = {fb:?}\nwidth = 320\nheight = 480\nformat = \"rgb565\"\n[png]\npath = {:?}\nwidth = 320\nheight = 480\n",
+        dir.path().join("snap.png")
+    );
+    let cfg: wxcard_hal::display::DisplayConfig = toml::from_str(&toml_text).unwrap();
+    let mut displays = wxcard_hal::display::open(&cfg).unwrap();
+    assert_eq!(displays.len(), 2);
+    let now = Instant::now();
+    displays.show(&pay_code(CODE, now), now).unwrap();
+    let (_, _, codes) = decode_png(&std::fs::read(dir.path().join("snap.png")).unwrap());
+    assert_eq!(codes, vec![CODE.to_string()]);
+    assert_ne!(
+        std::fs::read(&fb).unwrap(),
+        vec![0u8; 320 * 480 * 2],
+        "framebuffer written too"
+    );
+}

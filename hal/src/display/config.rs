@@ -174,3 +174,60 @@ impl Default for PngConfig {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_section_gives_documented_defaults() {
+        let cfg: DisplayConfig = toml::from_str("").unwrap();
+        assert_eq!(cfg, DisplayConfig::default());
+        assert!(cfg.backends.is_empty());
+        assert_eq!(cfg.framebuffer.device, PathBuf::from("/dev/fb0"));
+        assert_eq!(cfg.web.listen.to_string(), "127.0.0.1:8765");
+        assert_eq!((cfg.png.width, cfg.png.height), (540, 960));
+        assert_eq!(
+            cfg.labels.offline,
+            "离线：付款码不可用 Offline: pay code unavailable"
+        );
+    }
+
+    #[test]
+    fn full_section_parses_and_unknown_keys_are_rejected() {
+        let cfg: DisplayConfig = toml::from_str(
+            r#"
+            backends = ["framebuffer", "web"]
+            shop_name = "好又多"
+            [labels]
+            pay_code = "Pay with this code"
+            [framebuffer]
+            device = "/tmp/fb.raw"
+            width = 800
+            height = 480
+            format = "rgb565"
+            [terminal]
+            path = "/dev/tty2"
+            [web]
+            listen = "0.0.0.0:9000"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(
+            cfg.backends,
+            vec![BackendKind::Framebuffer, BackendKind::Web]
+        );
+        assert_eq!(cfg.texts().shop_name, "好又多");
+        assert_eq!(cfg.labels.pay_code, "Pay with this code");
+        assert_eq!(
+            cfg.labels.balance,
+            Labels::default().balance,
+            "unset labels keep defaults"
+        );
+        assert_eq!(cfg.framebuffer.format, Some(PixelFormat::Rgb565));
+        assert_eq!(cfg.terminal.path, Some(PathBuf::from("/dev/tty2")));
+        let err = toml::from_str::<DisplayConfig>("[labels]\npaycode = \"x\"").unwrap_err();
+        assert!(err.to_string().contains("unknown field"), "{err}");
+        assert!(toml::from_str::<DisplayConfig>("backends = [\"hdmi\"]").is_err());
+    }
+}
