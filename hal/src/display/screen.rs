@@ -143,12 +143,6 @@ impl PayCode {
         }
         out
     }
-
-    /// Whether two pay codes are the same code with the same expiry (same matrix).
-    pub fn same_as(&self, other: &PayCode) -> bool {
-        Arc::ptr_eq(&self.qr, &other.qr)
-            || (self.code == other.code && self.expires_at == other.expires_at)
-    }
 }
 
 impl fmt::Debug for PayCode {

@@ -186,9 +186,18 @@ fn lay_out(view: &View<'_>, cols: usize, rows: usize) -> Vec<String> {
     lines
 }
 
-/// `text` without control characters, padded on the left to centre it in `cols` cells.
+/// `text` without control characters, cut to `cols` cells (a wrapped line would shift every
+/// line below it), padded on the left to centre it.
 fn centred(text: &str, cols: usize) -> String {
-    let clean: String = text.chars().filter(|c| !c.is_control()).collect();
+    let mut width = 0;
+    let clean: String = text
+        .chars()
+        .filter(|c| !c.is_control())
+        .take_while(|&c| {
+            width += cell_width(c);
+            width <= cols
+        })
+        .collect();
     let width: usize = clean.chars().map(cell_width).sum();
     format!("{}{clean}", " ".repeat(cols.saturating_sub(width) / 2))
 }
@@ -222,5 +231,7 @@ mod tests {
         assert!(!line.contains('\u{1b}') && !line.contains('\u{7}'));
         assert_eq!(cell_width('余'), 2);
         assert_eq!(centred("余额", 8), "  余额");
+        assert_eq!(centred("余额余额", 5), "余额");
+        assert_eq!(centred(&"9".repeat(500), 80).len(), 80);
     }
 }
