@@ -126,9 +126,9 @@ fn from_config(
         return Err(bad(format!("{width}x{height} is not a screen size")));
     }
     let stride = config.stride.unwrap_or(width * format.bytes_per_pixel());
-    if stride < width * format.bytes_per_pixel() {
+    if stride < width * format.bytes_per_pixel() || stride > 4 * width * format.bytes_per_pixel() {
         return Err(bad(format!(
-            "stride {stride} is shorter than a line of {width} pixels"
+            "stride {stride} does not fit a line of {width} pixels"
         )));
     }
     let need = (stride * height) as u64;

@@ -5,6 +5,7 @@
 //! - [`qr`]: the QR matrix of a pay code, encoded once and drawn by every backend.
 //! - [`view`]: a screen reduced to heading, rows and QR, with the configured [`Labels`].
 //! - [`config`]: `[display]` settings, all with defaults.
+//! - [`driver`]: keeps a display on the latest screen with a live countdown (tokio).
 //! - `raster` and `font`: an off-screen canvas with a CJK bitmap font (GNU Unifont), shared
 //!   by the framebuffer and PNG backends.
 //! - [`framebuffer`], [`terminal`], [`web`], [`png`]: the backends.
@@ -19,6 +20,7 @@
 //! display output and listens on loopback unless configured otherwise.
 
 pub mod config;
+pub mod driver;
 pub mod qr;
 pub mod screen;
 pub mod view;
