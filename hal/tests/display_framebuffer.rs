@@ -50,6 +50,7 @@ fn pay_code_decodes_from_xrgb8888_portrait_file() {
     let path = dir.path().join("fb0");
     let (w, h) = (1080, 1920);
     let mut fb = open(&path, w, h, w * 4, PixelFormat::Xrgb8888);
+    assert!(fb.is_mapped(), "copied through mmap");
     let now = Instant::now();
     fb.show(&pay_code(CODE, now), now).unwrap();
     assert_eq!(
@@ -64,6 +65,9 @@ fn pay_code_decodes_from_rgb565_landscape_file_with_padded_lines() {
     let path = dir.path().join("fb0");
     let (w, h, stride) = (800, 480, 800 * 2 + 64);
     let mut fb = open(&path, w, h, stride, PixelFormat::Rgb565);
+    assert!(fb.is_mapped());
+    fb.use_pwrite();
+    assert!(!fb.is_mapped());
     let now = Instant::now();
     fb.show(&pay_code(CODE, now), now).unwrap();
     assert_eq!(
