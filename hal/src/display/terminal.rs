@@ -140,6 +140,19 @@ impl CustomerDisplay for TerminalDisplay {
     }
 }
 
+impl Drop for TerminalDisplay {
+    fn drop(&mut self) {
+        // Give the terminal its cursor back (the demo ends on a usable shell).
+        if self.shown.is_some() {
+            let restore = b"\x1b[0m\x1b[?25h";
+            let _ = match &mut self.output {
+                Output::Stdout => std::io::stdout().write_all(restore),
+                Output::Tty(f) => f.write_all(restore),
+            };
+        }
+    }
+}
+
 /// The screen as terminal lines (with colour escapes), at most `rows` of them.
 fn lay_out(view: &View<'_>, cols: usize, rows: usize) -> Vec<String> {
     let mut lines = Vec::new();
