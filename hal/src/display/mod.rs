@@ -118,6 +118,7 @@ impl DisplayError {
         }
     }
 
+    #[allow(dead_code)] // unused when only the web backend is built
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         DisplayError::Io {
             path: path.into(),
@@ -187,25 +188,36 @@ pub fn open(config: &DisplayConfig) -> Result<Displays, DisplayError> {
     let mut out = Displays::default();
     let texts = config.texts();
     for kind in &config.backends {
-        let display: Box<dyn CustomerDisplay> = match kind {
-            #[cfg(feature = "framebuffer")]
-            BackendKind::Framebuffer => Box::new(framebuffer::FramebufferDisplay::open(
-                &config.framebuffer,
-                texts.clone(),
-            )?),
-            #[cfg(feature = "terminal")]
-            BackendKind::Terminal => Box::new(terminal::TerminalDisplay::open(
-                &config.terminal,
-                texts.clone(),
-            )?),
-            #[cfg(feature = "web")]
-            BackendKind::Web => Box::new(web::WebDisplay::start(&config.web, texts.clone())?),
-            #[cfg(feature = "png")]
-            BackendKind::Png => Box::new(png::PngDisplay::new(&config.png, texts.clone())?),
-            #[allow(unreachable_patterns)]
-            other => return Err(DisplayError::NotBuilt(*other)),
-        };
-        out.push(display);
+        out.push(open_one(*kind, config, &texts)?);
     }
     Ok(out)
+}
+
+fn open_one(
+    kind: BackendKind,
+    config: &DisplayConfig,
+    texts: &Texts,
+) -> Result<Box<dyn CustomerDisplay>, DisplayError> {
+    let _ = (config, texts); // unused when no backend feature is on
+    match kind {
+        #[cfg(feature = "framebuffer")]
+        BackendKind::Framebuffer => Ok(Box::new(framebuffer::FramebufferDisplay::open(
+            &config.framebuffer,
+            texts.clone(),
+        )?)),
+        #[cfg(feature = "terminal")]
+        BackendKind::Terminal => Ok(Box::new(terminal::TerminalDisplay::open(
+            &config.terminal,
+            texts.clone(),
+        )?)),
+        #[cfg(feature = "web")]
+        BackendKind::Web => Ok(Box::new(web::WebDisplay::start(
+            &config.web,
+            texts.clone(),
+        )?)),
+        #[cfg(feature = "png")]
+        BackendKind::Png => Ok(Box::new(png::PngDisplay::new(&config.png, texts.clone())?)),
+        #[allow(unreachable_patterns)]
+        other => Err(DisplayError::NotBuilt(other)),
+    }
 }
