@@ -1,0 +1,233 @@
+//! Configuration of the customer display, as it appears under `[display]` in the daemon's
+//! TOML file.
+//!
+//! Every backend's settings are here and always compiled, so one config file parses the same
+//! whatever features a binary was built with; choosing a backend that was not built is an
+//! error at [`open`](super::open), not a parse error. Every field has a default (see
+//! `docs/display.md`).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use super::view::{Labels, Texts};
+
+/// Which backends to drive. More than one may be listed (e.g. framebuffer and png).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    /// `/dev/fbN` or a plain file of the same layout.
+    Framebuffer,
+    /// ANSI text to a tty or stdout.
+    Terminal,
+    /// A local kiosk page with Server-Sent Events.
+    Web,
+    /// A PNG file rewritten on every change.
+    Png,
+}
+
+/// How pixels are laid out in memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PixelFormat {
+    /// 16 bits, little endian, red in the top five bits.
+    Rgb565,
+    /// 32 bits, little endian, bytes B, G, R, X in memory.
+    Xrgb8888,
+    /// 32 bits, little endian, bytes R, G, B, X in memory.
+    Xbgr8888,
+    /// 24 bits, bytes R, G, B (the PNG snapshot's layout).
+    Rgb888,
+}
+
+impl PixelFormat {
+    /// Bytes per pixel.
+    pub fn bytes_per_pixel(self) -> usize {
+        match self {
+            PixelFormat::Rgb565 => 2,
+            PixelFormat::Rgb888 => 3,
+            PixelFormat::Xrgb8888 | PixelFormat::Xbgr8888 => 4,
+        }
+    }
+}
+
+/// `[display]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DisplayConfig {
+    /// Backends to drive; default none (the daemon then shows nothing).
+    pub backends: Vec<BackendKind>,
+    /// Shop name on the idle screen; default `"wxcard"`.
+    pub shop_name: String,
+    /// `[display.labels]`: every text the customer reads.
+    pub labels: Labels,
+    /// `[display.framebuffer]`.
+    pub framebuffer: FramebufferConfig,
+    /// `[display.terminal]`.
+    pub terminal: TerminalConfig,
+    /// `[display.web]`.
+    pub web: WebConfig,
+    /// `[display.png]`.
+    pub png: PngConfig,
+}
+
+impl Default for DisplayConfig {
+    fn default() -> Self {
+        let texts = Texts::default();
+        Self {
+            backends: Vec::new(),
+            shop_name: texts.shop_name,
+            labels: texts.labels,
+            framebuffer: FramebufferConfig::default(),
+            terminal: TerminalConfig::default(),
+            web: WebConfig::default(),
+            png: PngConfig::default(),
+        }
+    }
+}
+
+impl DisplayConfig {
+    /// The shop name and labels, as the backends take them.
+    pub fn texts(&self) -> Texts {
+        Texts {
+            shop_name: self.shop_name.clone(),
+            labels: self.labels.clone(),
+        }
+    }
+}
+
+/// `[display.framebuffer]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FramebufferConfig {
+    /// Device or plain file; default `/dev/fb0`.
+    pub device: PathBuf,
+    /// Width in pixels, for a plain file only (a device reports its own).
+    pub width: Option<usize>,
+    /// Height in pixels, for a plain file only.
+    pub height: Option<usize>,
+    /// Pixel format, for a plain file only.
+    pub format: Option<PixelFormat>,
+    /// Bytes per line, for a plain file only; default width x bytes per pixel.
+    pub stride: Option<usize>,
+}
+
+impl Default for FramebufferConfig {
+    fn default() -> Self {
+        Self {
+            device: "/dev/fb0".into(),
+            width: None,
+            height: None,
+            format: None,
+            stride: None,
+        }
+    }
+}
+
+/// `[display.terminal]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct TerminalConfig {
+    /// A tty to write to (e.g. `/dev/tty2`); default standard output.
+    pub path: Option<PathBuf>,
+    /// Columns, when the output is not a tty that reports its size; default 80.
+    pub columns: Option<usize>,
+    /// Rows, likewise; default 24.
+    pub rows: Option<usize>,
+}
+
+/// `[display.web]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebConfig {
+    /// Address of the kiosk page; default `127.0.0.1:8765` (loopback only).
+    pub listen: SocketAddr,
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8765)),
+        }
+    }
+}
+
+/// `[display.png]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PngConfig {
+    /// File rewritten (atomically) on every change; default `/run/wxcardd/display.png`.
+    pub path: PathBuf,
+    /// Width in pixels; default 540.
+    pub width: usize,
+    /// Height in pixels; default 960.
+    pub height: usize,
+}
+
+impl Default for PngConfig {
+    fn default() -> Self {
+        Self {
+            path: "/run/wxcardd/display.png".into(),
+            width: 540,
+            height: 960,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_section_gives_documented_defaults() {
+        let cfg: DisplayConfig = toml::from_str("").unwrap();
+        assert_eq!(cfg, DisplayConfig::default());
+        assert!(cfg.backends.is_empty());
+        assert_eq!(cfg.framebuffer.device, PathBuf::from("/dev/fb0"));
+        assert_eq!(cfg.web.listen.to_string(), "127.0.0.1:8765");
+        assert_eq!((cfg.png.width, cfg.png.height), (540, 960));
+        assert_eq!(
+            cfg.labels.offline,
+            "离线：付款码不可用 Offline: pay code unavailable"
+        );
+    }
+
+    #[test]
+    fn full_section_parses_and_unknown_keys_are_rejected() {
+        let cfg: DisplayConfig = toml::from_str(
+            r#"
+            backends = ["framebuffer", "web"]
+            shop_name = "好又多"
+            [labels]
+            pay_code = "Pay with this code"
+            [framebuffer]
+            device = "/tmp/fb.raw"
+            width = 800
+            height = 480
+            format = "rgb565"
+            [terminal]
+            path = "/dev/tty2"
+            [web]
+            listen = "0.0.0.0:9000"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(
+            cfg.backends,
+            vec![BackendKind::Framebuffer, BackendKind::Web]
+        );
+        assert_eq!(cfg.texts().shop_name, "好又多");
+        assert_eq!(cfg.labels.pay_code, "Pay with this code");
+        assert_eq!(
+            cfg.labels.balance,
+            Labels::default().balance,
+            "unset labels keep defaults"
+        );
+        assert_eq!(cfg.framebuffer.format, Some(PixelFormat::Rgb565));
+        assert_eq!(cfg.terminal.path, Some(PathBuf::from("/dev/tty2")));
+        let err = toml::from_str::<DisplayConfig>("[labels]\npaycode = \"x\"").unwrap_err();
+        assert!(err.to_string().contains("unknown field"), "{err}");
+        assert!(toml::from_str::<DisplayConfig>("backends = [\"hdmi\"]").is_err());
+    }
+}

@@ -1,0 +1,428 @@
+//! An off-screen canvas in the device's own pixel layout, and the screen layout drawn on it.
+//!
+//! The framebuffer backend copies the canvas to the device in one write, so the customer
+//! never sees a half-drawn frame being built; the PNG backend encodes it. The canvas keeps
+//! the bounding box of what was drawn since the last clear and clears only that (the
+//! background is one colour), and reports which rows changed, so a pay-code frame on a
+//! 1080x1920 screen costs little more than the QR itself.
+
+use std::ops::Range;
+
+use super::config::PixelFormat;
+use super::font;
+use super::qr::QrPlacement;
+use super::view::{Tone, View};
+
+/// A colour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rgb(pub u8, pub u8, pub u8);
+
+/// Background of every screen: white, so the QR's quiet zone is the screen itself.
+pub const BACKGROUND: Rgb = Rgb(255, 255, 255);
+const INK: Rgb = Rgb(17, 17, 17);
+const ALERT: Rgb = Rgb(190, 0, 0);
+const QR_DARK: Rgb = Rgb(0, 0, 0);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Rect {
+    x0: usize,
+    y0: usize,
+    x1: usize,
+    y1: usize,
+}
+
+impl Rect {
+    fn union(self, o: Rect) -> Rect {
+        Rect {
+            x0: self.x0.min(o.x0),
+            y0: self.y0.min(o.y0),
+            x1: self.x1.max(o.x1),
+            y1: self.y1.max(o.y1),
+        }
+    }
+}
+
+/// Pixels in a device layout, with damage tracking.
+pub struct Canvas {
+    width: usize,
+    height: usize,
+    stride: usize,
+    format: PixelFormat,
+    buf: Vec<u8>,
+    scratch: Vec<u8>,
+    /// Drawn since the last clear; `None` when the canvas is all background.
+    dirty: Option<Rect>,
+    /// Whether the background is known to be [`BACKGROUND`] outside `dirty`.
+    clean: bool,
+    /// Rows changed since [`Canvas::take_changed_rows`].
+    changed: Option<Range<usize>>,
+}
+
+impl Canvas {
+    /// A canvas of `width` x `height` pixels, `stride` bytes a line (at least
+    /// `width` x bytes per pixel). Its content is undefined until the first [`Canvas::clear`].
+    pub fn new(width: usize, height: usize, stride: usize, format: PixelFormat) -> Self {
+        let stride = stride.max(width * format.bytes_per_pixel());
+        Self {
+            width,
+            height,
+            stride,
+            format,
+            buf: vec![0; stride * height],
+            scratch: Vec::with_capacity(stride),
+            dirty: None,
+            clean: false,
+            changed: None,
+        }
+    }
+
+    /// Width in pixels.
+    pub fn width(&self) -> usize {
+        self.width
+    }
+
+    /// Height in pixels.
+    pub fn height(&self) -> usize {
+        self.height
+    }
+
+    /// Bytes per line.
+    pub fn stride(&self) -> usize {
+        self.stride
+    }
+
+    /// The pixel layout.
+    pub fn format(&self) -> PixelFormat {
+        self.format
+    }
+
+    /// The whole frame, `stride` x `height` bytes.
+    pub fn bytes(&self) -> &[u8] {
+        &self.buf
+    }
+
+    /// Rows changed since the last call, to copy to the device.
+    pub fn take_changed_rows(&mut self) -> Option<Range<usize>> {
+        self.changed.take()
+    }
+
+    /// Marks the whole canvas as changed (e.g. after another program drew on the device).
+    pub fn invalidate(&mut self) {
+        self.clean = false;
+        self.changed = Some(0..self.height);
+    }
+
+    fn pixel(&self, c: Rgb) -> [u8; 4] {
+        let Rgb(r, g, b) = c;
+        match self.format {
+            PixelFormat::Rgb565 => {
+                let v = (u16::from(r >> 3) << 11) | (u16::from(g >> 2) << 5) | u16::from(b >> 3);
+                let [lo, hi] = v.to_le_bytes();
+                [lo, hi, 0, 0]
+            }
+            PixelFormat::Xrgb8888 => [b, g, r, 0xff],
+            PixelFormat::Xbgr8888 => [r, g, b, 0xff],
+            PixelFormat::Rgb888 => [r, g, b, 0],
+        }
+    }
+
+    fn mark(&mut self, r: Rect) {
+        self.dirty = Some(self.dirty.map_or(r, |d| d.union(r)));
+        let rows = r.y0..r.y1;
+        self.changed = Some(match self.changed.take() {
+            Some(c) => c.start.min(rows.start)..c.end.max(rows.end),
+            None => rows,
+        });
+    }
+
+    /// Paints everything drawn since the last clear with the background.
+    pub fn clear(&mut self) {
+        let area = if self.clean {
+            match self.dirty {
+                Some(d) => d,
+                None => return,
+            }
+        } else {
+            Rect {
+                x0: 0,
+                y0: 0,
+                x1: self.width,
+                y1: self.height,
+            }
+        };
+        self.fill(area, BACKGROUND);
+        self.mark(area);
+        self.dirty = None;
+        self.clean = true;
+    }
+
+    /// Fills a rectangle, clipped to the canvas.
+    pub fn fill_rect(&mut self, x: usize, y: usize, w: usize, h: usize, c: Rgb) {
+        let r = Rect {
+            x0: x.min(self.width),
+            y0: y.min(self.height),
+            x1: x.saturating_add(w).min(self.width),
+            y1: y.saturating_add(h).min(self.height),
+        };
+        if r.x0 < r.x1 && r.y0 < r.y1 {
+            self.fill(r, c);
+            self.mark(r);
+        }
+    }
+
+    fn fill(&mut self, r: Rect, c: Rgb) {
+        let bpp = self.format.bytes_per_pixel();
+        let px = self.pixel(c);
+        let (start, end) = (r.x0 * bpp, r.x1 * bpp);
+        if px[..bpp].iter().all(|&b| b == px[0]) {
+            for y in r.y0..r.y1 {
+                self.buf[y * self.stride + start..y * self.stride + end].fill(px[0]);
+            }
+            return;
+        }
+        self.scratch.clear();
+        for _ in r.x0..r.x1 {
+            self.scratch.extend_from_slice(&px[..bpp]);
+        }
+        for y in r.y0..r.y1 {
+            self.buf[y * self.stride + start..y * self.stride + end].copy_from_slice(&self.scratch);
+        }
+    }
+
+    /// Draws a QR code (quiet zone included) at `p`; `dark_at(x, y)` answers for padded
+    /// module coordinates. Each module row is built once and copied `p.module` times.
+    pub fn draw_qr(
+        &mut self,
+        p: QrPlacement,
+        padded: usize,
+        dark_at: impl Fn(usize, usize) -> bool,
+    ) {
+        if p.x + p.side > self.width || p.y + p.side > self.height || p.side != padded * p.module {
+            return;
+        }
+        let bpp = self.format.bytes_per_pixel();
+        let (dark, light) = (self.pixel(QR_DARK), self.pixel(BACKGROUND));
+        let mut row = std::mem::take(&mut self.scratch);
+        for my in 0..padded {
+            row.clear();
+            for mx in 0..padded {
+                let px = if dark_at(mx, my) {
+                    &dark[..bpp]
+                } else {
+                    &light[..bpp]
+                };
+                for _ in 0..p.module {
+                    row.extend_from_slice(px);
+                }
+            }
+            for dy in 0..p.module {
+                let at = (p.y + my * p.module + dy) * self.stride + p.x * bpp;
+                self.buf[at..at + row.len()].copy_from_slice(&row);
+            }
+        }
+        self.scratch = row;
+        self.mark(Rect {
+            x0: p.x,
+            y0: p.y,
+            x1: p.x + p.side,
+            y1: p.y + p.side,
+        });
+    }
+
+    /// Draws one line of text at `scale`, horizontally centred, top at `y`; shrinks the scale
+    /// until the line fits (and clips if not even scale 1 does). Returns the height used.
+    pub fn text_centred(&mut self, text: &str, y: usize, scale: usize, c: Rgb) -> usize {
+        let width = font::text_width(text);
+        let mut scale = scale.max(1);
+        while scale > 1 && width * scale > self.width {
+            scale -= 1;
+        }
+        let mut x = self.width.saturating_sub(width * scale) / 2;
+        for ch in text.chars() {
+            let Some(g) = font::glyph(ch) else { continue };
+            if x >= self.width {
+                break;
+            }
+            let x0 = x;
+            font::runs(g, |gx, gy, len| {
+                self.fill_rect(x0 + gx * scale, y + gy * scale, len * scale, scale, c);
+            });
+            x += g.get_width() * scale;
+        }
+        font::HEIGHT * scale
+    }
+}
+
+/// What was last drawn, minus the countdown: equal keys mean only the countdown can differ.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Key {
+    kind: &'static str,
+    tone: Tone,
+    heading: String,
+    rows: Vec<(String, String)>,
+    code: Option<String>,
+}
+
+impl Key {
+    fn of(view: &View<'_>) -> Self {
+        Key {
+            kind: view.kind,
+            tone: view.tone,
+            heading: view.heading.clone(),
+            rows: view
+                .rows
+                .iter()
+                .map(|r| (r.label.clone(), r.value.clone()))
+                .collect(),
+            code: view.qr.map(|q| q.code.to_owned()),
+        }
+    }
+}
+
+/// Where the countdown line sits, to redraw it alone on a tick.
+#[derive(Debug, Clone)]
+struct CountdownSlot {
+    y: usize,
+    scale: usize,
+    text: String,
+}
+
+/// A canvas plus what is on it, so that a countdown tick redraws one line and not the QR.
+pub struct Frame {
+    canvas: Canvas,
+    last: Option<(Key, Option<CountdownSlot>)>,
+}
+
+impl Frame {
+    /// A frame drawing on `canvas`.
+    pub fn new(canvas: Canvas) -> Self {
+        Self { canvas, last: None }
+    }
+
+    /// The canvas.
+    pub fn canvas(&self) -> &Canvas {
+        &self.canvas
+    }
+
+    /// The canvas, to take its changed rows.
+    pub fn canvas_mut(&mut self) -> &mut Canvas {
+        &mut self.canvas
+    }
+
+    /// Forgets what is on screen: the next draw repaints everything.
+    pub fn invalidate(&mut self) {
+        self.last = None;
+        self.canvas.invalidate();
+    }
+
+    /// Draws `view`, touching only what differs from the last view where it can.
+    pub fn draw(&mut self, view: &View<'_>) {
+        let key = Key::of(view);
+        if let Some((last_key, slot)) = &mut self.last {
+            if *last_key == key {
+                match (slot, &view.countdown) {
+                    (Some(slot), Some(text)) if slot.text == *text => {}
+                    (Some(slot), Some(text)) => {
+                        let (w, h) = (self.canvas.width(), font::HEIGHT * slot.scale);
+                        self.canvas.fill_rect(0, slot.y, w, h, BACKGROUND);
+                        self.canvas.text_centred(text, slot.y, slot.scale, INK);
+                        slot.text.clone_from(text);
+                    }
+                    _ => {}
+                }
+                return;
+            }
+        }
+        let slot = render(&mut self.canvas, view);
+        self.last = Some((key, slot));
+    }
+}
+
+/// Draws `view` on a cleared canvas: heading at the top, then either the QR with its digits
+/// and countdown below it, or the rows. Returns where the countdown went.
+fn render(canvas: &mut Canvas, view: &View<'_>) -> Option<CountdownSlot> {
+    canvas.clear();
+    if view.kind == "blank" {
+        return None;
+    }
+    let short = canvas.width().min(canvas.height());
+    let heading_scale = (short / 180).max(1);
+    let body_scale = (short / 270).max(1);
+    let margin = 6 * heading_scale;
+    let line = font::HEIGHT * body_scale;
+    let heading_colour = if view.tone == Tone::Alert { ALERT } else { INK };
+
+    let mut y = margin;
+    if view.qr.is_none() {
+        // Text-only screens sit a third of the way down rather than stuck to the top.
+        let block = font::HEIGHT * heading_scale + 2 * margin + view.rows.len() * (line + margin);
+        y = y.max(canvas.height().saturating_sub(block) / 3);
+    }
+    y += canvas.text_centred(&view.heading, y, heading_scale, heading_colour) + margin;
+
+    if let Some(qr) = view.qr {
+        let footer = margin + line + margin / 2 + line + margin;
+        let area_h = canvas.height().saturating_sub(y + footer);
+        let padded = qr.matrix.padded_size();
+        if let Some(p) = qr.matrix.place(0, y, canvas.width(), area_h) {
+            canvas.draw_qr(p, padded, |x, yy| qr.matrix.is_dark_padded(x, yy));
+            y = p.y + p.side + margin / 2;
+        }
+        y += canvas.text_centred(&view.digits, y, body_scale, INK) + margin / 2;
+        let text = view.countdown.clone()?;
+        canvas.text_centred(&text, y, body_scale, INK);
+        return Some(CountdownSlot {
+            y,
+            scale: body_scale,
+            text,
+        });
+    }
+    y += margin;
+    for text in view.row_lines() {
+        if y + line > canvas.height() {
+            break;
+        }
+        y += canvas.text_centred(&text, y, body_scale, INK) + margin;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rgb565_and_xrgb8888_encode_as_devices_expect() {
+        let mut c = Canvas::new(2, 1, 0, PixelFormat::Rgb565);
+        c.fill_rect(0, 0, 1, 1, Rgb(255, 0, 0));
+        c.fill_rect(1, 0, 1, 1, Rgb(0, 0, 255));
+        assert_eq!(c.bytes(), &[0x00, 0xf8, 0x1f, 0x00]);
+        let mut c = Canvas::new(1, 1, 0, PixelFormat::Xrgb8888);
+        c.fill_rect(0, 0, 1, 1, Rgb(1, 2, 3));
+        assert_eq!(c.bytes(), &[3, 2, 1, 0xff]);
+    }
+
+    #[test]
+    fn clear_restores_only_what_was_drawn_and_tracks_rows() {
+        let mut c = Canvas::new(10, 10, 0, PixelFormat::Xrgb8888);
+        c.clear();
+        assert_eq!(c.take_changed_rows(), Some(0..10));
+        c.fill_rect(2, 3, 4, 2, INK);
+        assert_eq!(c.take_changed_rows(), Some(3..5));
+        c.clear();
+        assert_eq!(
+            c.take_changed_rows(),
+            Some(3..5),
+            "cleared rows must reach the device"
+        );
+        c.clear();
+        assert_eq!(
+            c.take_changed_rows(),
+            None,
+            "nothing drawn, nothing to clear"
+        );
+        assert!(c.bytes().iter().all(|&b| b == 0xff));
+        c.fill_rect(8, 8, 100, 100, INK);
+        assert_eq!(c.take_changed_rows(), Some(8..10), "clipped");
+    }
+}

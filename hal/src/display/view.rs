@@ -1,0 +1,239 @@
+//! The words and layout roles of a screen, shared by every backend.
+//!
+//! A [`Screen`] plus the configured [`Labels`] and a `now` become a [`View`]: a heading, a
+//! few label/value rows, and optionally the QR with its digits and countdown. Backends only
+//! decide where those go (pixels, terminal cells, HTML), so the same screen says the same
+//! thing everywhere, and an expired pay code turns into a message here, once, for all.
+
+use std::time::Instant;
+
+use serde::Deserialize;
+
+use super::qr::QrMatrix;
+use super::screen::{Message, Screen, format_countdown};
+
+/// The texts a customer reads. Defaults are bilingual (Chinese, then English); a shop can
+/// replace any of them in the config.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Labels {
+    /// Heading of the idle screen, shown above the shop name.
+    pub welcome: String,
+    /// Heading of the card summary.
+    pub card: String,
+    /// Row label for the balance.
+    pub balance: String,
+    /// Row label for the points.
+    pub points: String,
+    /// Row label for member pricing.
+    pub member_price: String,
+    /// Value shown when member pricing applies.
+    pub yes: String,
+    /// Value shown when it does not.
+    pub no: String,
+    /// Row label for the discount.
+    pub discount: String,
+    /// Heading of the pay-code screen.
+    pub pay_code: String,
+    /// Text before the countdown.
+    pub expires_in: String,
+    /// Shown instead of a pay code whose time is up.
+    pub expired: String,
+    /// The offline message.
+    pub offline: String,
+    /// Heading of an error message.
+    pub error: String,
+    /// Heading of a notice.
+    pub notice: String,
+}
+
+impl Default for Labels {
+    fn default() -> Self {
+        Self {
+            welcome: "欢迎光临 Welcome".into(),
+            card: "会员卡 Member card".into(),
+            balance: "余额 Balance".into(),
+            points: "积分 Points".into(),
+            member_price: "会员价 Member price".into(),
+            yes: "是 Yes".into(),
+            no: "否 No".into(),
+            discount: "折扣 Discount".into(),
+            pay_code: "付款码 Pay code".into(),
+            expires_in: "有效期 Expires in".into(),
+            expired: "付款码已过期 Pay code expired".into(),
+            offline: "离线：付款码不可用 Offline: pay code unavailable".into(),
+            error: "错误 Error".into(),
+            notice: "提示 Notice".into(),
+        }
+    }
+}
+
+/// Everything textual a backend needs besides the screen: the shop name and the labels.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Texts {
+    /// Shown on the idle screen.
+    pub shop_name: String,
+    /// The labels.
+    pub labels: Labels,
+}
+
+impl Default for Texts {
+    fn default() -> Self {
+        Self {
+            shop_name: "wxcard".into(),
+            labels: Labels::default(),
+        }
+    }
+}
+
+/// How a view should feel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tone {
+    /// Ordinary content.
+    Normal,
+    /// Something went wrong (error, offline, expired).
+    Alert,
+}
+
+/// One label/value row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Row {
+    /// What the value is.
+    pub label: String,
+    /// The value.
+    pub value: String,
+}
+
+/// The QR part of a pay-code view.
+#[derive(Debug, Clone, Copy)]
+pub struct QrPart<'a> {
+    /// The matrix.
+    pub matrix: &'a QrMatrix,
+    /// Raw code (for backends that label their output with it).
+    pub code: &'a str,
+}
+
+/// A screen reduced to text roles.
+#[derive(Debug, Clone)]
+pub struct View<'a> {
+    /// Which screen kind it came from (`blank`, `idle`, `card`, `paycode`, `message`).
+    pub kind: &'static str,
+    /// Normal or alert colours.
+    pub tone: Tone,
+    /// The big line at the top (empty for a blank screen).
+    pub heading: String,
+    /// Lines below the heading.
+    pub rows: Vec<Row>,
+    /// The code, when a valid pay code is shown.
+    pub qr: Option<QrPart<'a>>,
+    /// The countdown line (`"有效期 Expires in 1:30"`), with a pay code.
+    pub countdown: Option<String>,
+    /// Milliseconds left, with a pay code (for backends that count down by themselves).
+    pub remaining_ms: Option<u64>,
+    /// The pay code grouped in fours (empty without one).
+    pub digits: String,
+}
+
+impl<'a> View<'a> {
+    /// Reduces `screen` at `now`.
+    pub fn of(screen: &'a Screen, texts: &Texts, now: Instant) -> View<'a> {
+        let l = &texts.labels;
+        let mut v = View {
+            kind: "blank",
+            tone: Tone::Normal,
+            heading: String::new(),
+            rows: Vec::new(),
+            qr: None,
+            countdown: None,
+            remaining_ms: None,
+            digits: String::new(),
+        };
+        match screen {
+            Screen::Blank => {}
+            Screen::Idle => {
+                v.kind = "idle";
+                v.heading = l.welcome.clone();
+                v.rows.push(Row {
+                    label: String::new(),
+                    value: texts.shop_name.clone(),
+                });
+            }
+            Screen::Card(c) => {
+                v.kind = "card";
+                v.heading = l.card.clone();
+                let row = |label: &str, value: String| Row {
+                    label: label.to_owned(),
+                    value,
+                };
+                v.rows = vec![
+                    row("", c.card.to_string()),
+                    row(&l.balance, c.balance.clone()),
+                    row(&l.points, c.points.clone()),
+                    row(
+                        &l.member_price,
+                        if c.member_price {
+                            l.yes.clone()
+                        } else {
+                            l.no.clone()
+                        },
+                    ),
+                    row(&l.discount, c.discount.clone()),
+                ];
+            }
+            Screen::PayCode(p) if p.is_expired(now) => {
+                v.kind = "message";
+                v.tone = Tone::Alert;
+                v.heading = l.expired.clone();
+            }
+            Screen::PayCode(p) => {
+                v.kind = "paycode";
+                v.heading = l.pay_code.clone();
+                let remaining = p.remaining(now);
+                v.countdown = Some(format!("{} {}", l.expires_in, format_countdown(remaining)));
+                v.remaining_ms = Some(u64::try_from(remaining.as_millis()).unwrap_or(u64::MAX));
+                v.digits = p.grouped_digits();
+                v.qr = Some(QrPart {
+                    matrix: p.qr(),
+                    code: p.code(),
+                });
+            }
+            Screen::Message(m) => {
+                v.kind = "message";
+                match m {
+                    Message::Offline => {
+                        v.tone = Tone::Alert;
+                        v.heading = l.offline.clone();
+                    }
+                    Message::Error(text) => {
+                        v.tone = Tone::Alert;
+                        v.heading = l.error.clone();
+                        v.rows.push(Row {
+                            label: String::new(),
+                            value: text.clone(),
+                        });
+                    }
+                    Message::Info(text) => {
+                        v.heading = l.notice.clone();
+                        v.rows.push(Row {
+                            label: String::new(),
+                            value: text.clone(),
+                        });
+                    }
+                }
+            }
+        }
+        v
+    }
+
+    /// Each row as one line of text (`"label  value"`, or just the value).
+    pub fn row_lines(&self) -> impl Iterator<Item = String> + '_ {
+        self.rows.iter().map(|r| {
+            if r.label.is_empty() {
+                r.value.clone()
+            } else {
+                format!("{}  {}", r.label, r.value)
+            }
+        })
+    }
+}
