@@ -291,7 +291,7 @@ impl Store {
 
     /// Evicts least recently used cards until at most `max_cards` remain. Caller holds
     /// `cache_lock`.
-    fn evict_over_limit(&self) -> Result<(), StoreError> {
+    pub(super) fn evict_over_limit(&self) -> Result<(), StoreError> {
         while self.card_count()? > self.config.max_cards {
             let Some((seq_key, id_bytes)) = self.card_lru.first()? else {
                 log::error!("store: card count above the limit but the LRU index is empty");

@@ -27,7 +27,7 @@ pub struct OpenReport {
     pub quarantined: Option<Quarantined>,
     /// Set when sled opened the store but without writes it had acknowledged.
     pub lost_acknowledged: Option<LostAcknowledged>,
-    /// Cards in the cache after open.
+    /// Cards in the cache as found (before eviction to a lowered `max_cards`).
     pub cards: u64,
     /// Writes waiting in the outbox after open.
     pub pending: u64,
@@ -209,6 +209,11 @@ impl Store {
             access_seq: AtomicU64::new(next_seq),
             sidecar: Mutex::new((sidecar, acked)),
         };
+        // A limit lowered since the last run applies at once.
+        {
+            let _guard = store.cache_lock.lock().unwrap_or_else(|p| p.into_inner());
+            store.evict_over_limit()?;
+        }
         // The schema key and the files sled just created become durable and private now, so
         // the first acknowledged enqueue does not depend on directory entries still in cache.
         store.sync()?;
