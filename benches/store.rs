@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use wxcardd::store::{CardKeys, Store, StoreConfig};
 
-const CARDS: u64 = 100_000;
 const LOOKUPS: usize = 20_000;
 const ENQUEUES: usize = 1_000;
 const RSS_ENV: &str = "WXCARDD_BENCH_RSS_DIR";
@@ -38,6 +37,11 @@ struct Member {
     birthday: String,
     id_card: String,
     address: String,
+}
+
+/// Cards cached: 100,000, or `WXCARDD_BENCH_CARDS`.
+fn cards() -> u64 {
+    std::env::var("WXCARDD_BENCH_CARDS").map_or(100_000, |v| v.parse().expect("a number"))
 }
 
 fn card(i: u64) -> Card {
@@ -124,7 +128,7 @@ fn rss_child(dir: &Path) {
     println!("RSS_OPEN_KIB {}", vm_rss_kib());
     let mut rng = Rng(7);
     for _ in 0..1_000 {
-        let i = rng.next() % CARDS;
+        let i = rng.next() % cards();
         store
             .get_card_by_wx::<Card>(&format!("{i:012}"))
             .unwrap()
@@ -150,7 +154,7 @@ fn main() {
 
     let (store, _) = Store::open(&dir, &config).unwrap();
     let t = Instant::now();
-    for i in 0..CARDS {
+    for i in 0..cards() {
         store
             .put_card(
                 &CardKeys::both(format!("{i:012}"), format!("C{i:010}")),
@@ -161,8 +165,9 @@ fn main() {
     }
     let fill = t.elapsed();
     println!(
-        "fill: {CARDS} cards in {fill:?} ({:?} per put)",
-        fill / CARDS as u32
+        "fill: {} cards in {fill:?} ({:?} per put)",
+        cards(),
+        fill / cards() as u32
     );
     drop(store);
 
@@ -182,18 +187,21 @@ fn main() {
         let t = Instant::now();
         let (store, report) = Store::open(&dir, &config).unwrap();
         opens.push(t.elapsed());
-        assert_eq!(report.cards, CARDS);
+        assert_eq!(report.cards, cards());
         drop(store);
     }
     println!("  (process CPU per open: {:?})", (process_cpu() - cpu) / 7);
-    summary("open-to-ready, 100k cards, after a clean restart", opens);
+    summary(
+        &format!("open-to-ready, {} cards, after a clean restart", cards()),
+        opens,
+    );
 
     let (store, _) = Store::open(&dir, &config).unwrap();
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     let mut hits = Vec::with_capacity(LOOKUPS);
     let cpu = process_cpu();
     for n in 0..LOOKUPS {
-        let i = rng.next() % CARDS;
+        let i = rng.next() % cards();
         let t = Instant::now();
         let c = if n % 2 == 0 {
             store.get_card_by_wx::<Card>(&format!("{i:012}")).unwrap()
@@ -210,7 +218,7 @@ fn main() {
         (process_cpu() - cpu) / LOOKUPS as u32
     );
     summary(
-        "cache hit (uniform random over 100k cards, 4 MiB sled cache)",
+        &format!("cache hit (uniform random over {} cards)", cards()),
         hits,
     );
 
@@ -240,7 +248,8 @@ fn main() {
         kib as f64 / 1024.0
     };
     println!(
-        "idle RSS, store open with 100k cards: {:.1} MiB just opened, {:.1} MiB after 1,000 lookups and an enqueue",
+        "idle RSS, store open with {} cards: {:.1} MiB just opened, {:.1} MiB after 1,000 lookups and an enqueue",
+        cards(),
         field("RSS_OPEN_KIB "),
         field("RSS_KIB ")
     );

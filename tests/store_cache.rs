@@ -226,3 +226,36 @@ fn concurrent_readers_and_writers_keep_the_bound() {
         "the counter matches what is reachable"
     );
 }
+
+#[test]
+fn a_card_read_often_is_never_evicted_by_a_stream_of_new_cards() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (store, _) = Store::open(tmp.path().join("s"), &small(16)).unwrap();
+    store
+        .put_card(&CardKeys::wx("regular"), 0, &card("5"))
+        .unwrap();
+    for n in 0..200 {
+        let hit = store.get_card_by_wx::<Answer>("regular").unwrap();
+        assert!(
+            hit.is_some(),
+            "regular customer evicted after {n} new cards"
+        );
+        store
+            .put_card(&CardKeys::wx(format!("once-{n}")), n, &card("1"))
+            .unwrap();
+    }
+    assert_eq!(store.card_count().unwrap(), 16);
+    // The 15 most recent one-off cards are the rest of the cache.
+    assert!(
+        store
+            .get_card_by_wx::<Answer>("once-185")
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        store
+            .get_card_by_wx::<Answer>("once-184")
+            .unwrap()
+            .is_none()
+    );
+}

@@ -7,9 +7,12 @@
 //! a negative answer known only by wxCode also hides the card's old entry by cardCode.
 //!
 //! Recency is an access sequence: `card_lru` maps sequence -> entry id and each entry holds
-//! its current sequence. A read moves the card to a new sequence (insert the new key, patch
-//! the entry, remove the old key: each step leaves a state eviction copes with, so a crash
-//! mid-way needs no transaction). Eviction takes the first `card_lru` key and skips stale
+//! its current sequence. A read moves the card to a new sequence, unless it was moved within
+//! the last `max_cards / 8` accesses: at most that many cards can be above it, so it is
+//! nowhere near eviction and the three writes would be wasted. The order is thus LRU to
+//! within `max_cards / 8` places (exact when `max_cards < 8`). A move inserts the new key,
+//! patches the entry, then removes the old key: each step leaves a state eviction copes
+//! with, so a crash mid-way needs no transaction. Eviction takes the first `card_lru` key and skips stale
 //! ones whose entry has moved on. Puts and evictions are sled transactions that also keep
 //! `cards.count` in `meta`, so the bound is enforced without counting at open.
 
@@ -254,7 +257,7 @@ impl Store {
         &self,
         index: Vec<u8>,
     ) -> Result<Option<CachedCard<T>>, StoreError> {
-        let bytes = {
+        let (id, bytes) = {
             let _guard = self.cache_lock.lock().unwrap_or_else(|p| p.into_inner());
             let Some(id) = cards_id(self.card_keys.get(&index)?) else {
                 return Ok(None);
@@ -265,17 +268,26 @@ impl Store {
             let old_seq = decode_entry(&bytes)
                 .map_err(|e| e.into_store("card entry", id))?
                 .seq;
-            // Touch: new LRU key first, then the entry, then drop the old key. A crash between
-            // steps leaves at worst a stale LRU key, which eviction skips and deletes.
-            let seq = self.access_seq.fetch_add(1, Ordering::Relaxed);
-            self.card_lru.insert(key(seq), &key(id))?;
-            let mut patched = bytes.to_vec();
-            patched[SEQ_OFFSET..SEQ_OFFSET + 8].copy_from_slice(&seq.to_be_bytes());
-            self.cards.insert(key(id), patched)?;
-            self.card_lru.remove(key(old_seq))?;
+            // A card used within the last eighth of `max_cards` accesses is far from
+            // eviction: moving it again would only cost writes.
+            let recent = self.config.max_cards / 8;
+            if self
+                .access_seq
+                .load(Ordering::Relaxed)
+                .saturating_sub(old_seq)
+                > recent
+            {
+                // Touch: new LRU key first, then the entry, then drop the old key. A crash
+                // between steps leaves at worst a stale LRU key, which eviction skips.
+                let seq = self.access_seq.fetch_add(1, Ordering::Relaxed);
+                self.card_lru.insert(key(seq), &key(id))?;
+                let mut patched = bytes.to_vec();
+                patched[SEQ_OFFSET..SEQ_OFFSET + 8].copy_from_slice(&seq.to_be_bytes());
+                self.cards.insert(key(id), patched)?;
+                self.card_lru.remove(key(old_seq))?;
+            }
             (id, bytes)
         };
-        let (id, bytes) = bytes;
         let e = decode_entry(&bytes).map_err(|e| e.into_store("card entry", id))?;
         let value = codec::decode_payload(e.payload).map_err(|e| e.into_store("card entry", id))?;
         let keys = CardKeys {

@@ -159,3 +159,13 @@ impl std::fmt::Debug for Store {
             .finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// The service shares one store between its lookup path and the replay task.
+    #[test]
+    fn store_is_send_and_sync() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<super::Store>();
+    }
+}
