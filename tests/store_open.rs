@@ -115,7 +115,7 @@ fn quarantine_dirs(parent: &Path) -> Vec<std::path::PathBuf> {
 
 /// Damages a closed store with `damage`, reopens it, and checks it was quarantined with the
 /// queued count and that the fresh store works.
-fn assert_quarantined(damage: impl FnOnce(&Path)) {
+fn assert_quarantined(reason_has: &str, damage: impl FnOnce(&Path)) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("store");
     populated(&dir, 4);
@@ -124,6 +124,7 @@ fn assert_quarantined(damage: impl FnOnce(&Path)) {
     let q = report
         .quarantined
         .expect("damaged store was not quarantined");
+    assert!(q.reason.contains(reason_has), "reason: {}", q.reason);
     assert!(report.created);
     assert_eq!((report.cards, report.pending, report.dead), (0, 0, 0));
     let queued = q.queued.expect("sidecar count readable");
@@ -145,7 +146,7 @@ fn assert_quarantined(damage: impl FnOnce(&Path)) {
 
 #[test]
 fn garbage_db_file_is_quarantined() {
-    assert_quarantined(|dir| {
+    assert_quarantined("corrupted data", |dir| {
         let len = fs::metadata(dir.join("db")).unwrap().len() as usize;
         let garbage: Vec<u8> = (0..len).map(|i| (i * 7 + 13) as u8).collect();
         fs::write(dir.join("db"), garbage).unwrap();
@@ -154,7 +155,7 @@ fn garbage_db_file_is_quarantined() {
 
 #[test]
 fn truncated_db_file_is_quarantined() {
-    assert_quarantined(|dir| {
+    assert_quarantined("corrupted data", |dir| {
         let f = fs::OpenOptions::new()
             .write(true)
             .open(dir.join("db"))
@@ -163,9 +164,29 @@ fn truncated_db_file_is_quarantined() {
     });
 }
 
+/// Without a snapshot to contradict it, sled opens a garbage log as an empty store (to sled
+/// an unreadable log is a torn tail): the store must notice its data is gone.
+#[test]
+fn garbage_db_without_snapshot_is_quarantined() {
+    assert_quarantined("without its data", |dir| {
+        for e in fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("snap.")
+            {
+                fs::remove_file(p).unwrap();
+            }
+        }
+        let len = fs::metadata(dir.join("db")).unwrap().len() as usize;
+        fs::write(dir.join("db"), vec![0x5Au8; len]).unwrap();
+    });
+}
+
 #[test]
 fn corrupt_conf_file_is_quarantined() {
-    assert_quarantined(|dir| {
+    assert_quarantined("corrupted data", |dir| {
         fs::write(
             dir.join("conf"),
             b"segment_size: banana\nuse_compression: maybe\n\0\0\0\0",
@@ -176,7 +197,7 @@ fn corrupt_conf_file_is_quarantined() {
 
 #[test]
 fn corrupt_snapshot_is_quarantined() {
-    assert_quarantined(|dir| {
+    assert_quarantined("corrupted data", |dir| {
         let snap = fs::read_dir(dir)
             .unwrap()
             .map(|e| e.unwrap().path())
