@@ -127,9 +127,12 @@ impl Store {
         let (cards, card_keys, card_lru) = (tree("cards")?, tree("card_keys")?, tree("card_lru")?);
         let (outbox, dead) = (tree("outbox")?, tree("dead")?);
 
+        // Whether this open wrote anything that must be durable before we go on.
+        let mut wrote = false;
         match meta.get(meta::SCHEMA)? {
             None => {
                 meta.insert(meta::SCHEMA, &meta::SCHEMA_VERSION.to_be_bytes()[..])?;
+                wrote = true;
             }
             Some(v) => {
                 let found = parse_u64(&v).ok_or(StoreError::Meta { key: "schema" })?;
@@ -155,6 +158,7 @@ impl Store {
                 );
                 // Never hand out a lost write's id again: the cashier was told it.
                 meta.insert(meta::OUTBOX_NEXT_ID, &(p.acked + 1).to_be_bytes()[..])?;
+                wrote = true;
                 Some(LostAcknowledged {
                     last_acked_id: p.acked,
                     recovered_next_id: next_id,
@@ -169,9 +173,12 @@ impl Store {
         };
         let db_path = dir.join("db");
         let db_file = File::open(&db_path).map_err(io_err("open for fsync", &db_path))?;
-        // The schema key is made durable before the sidecar exists (see `initialised`).
-        db.flush()?;
-        db_file.sync_all().map_err(io_err("fsync", &db_path))?;
+        // The schema key is made durable before the sidecar exists (see `initialised`). An
+        // open that wrote nothing skips this: it costs tens of ms on a large store.
+        if wrote {
+            db.flush()?;
+            db_file.sync_all().map_err(io_err("fsync", &db_path))?;
+        }
         let sidecar =
             fsutil::open_sidecar(&dir).map_err(io_err("open the sidecar file in", &dir))?;
 
@@ -214,13 +221,15 @@ impl Store {
             let _guard = store.cache_lock.lock().unwrap_or_else(|p| p.into_inner());
             store.evict_over_limit()?;
         }
-        // The schema key and the files sled just created become durable and private now, so
-        // the first acknowledged enqueue does not depend on directory entries still in cache.
-        store.sync()?;
         fsutil::restrict_tree(&dir).map_err(io_err("restrict file modes in", &dir))?;
-        fsutil::sync_dir(&dir).map_err(io_err("fsync", &dir))?;
-        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-            fsutil::sync_dir(parent).map_err(io_err("fsync", parent))?;
+        // The schema key is durable already (above); when this open created the store, its
+        // directory entries become durable too, so the first acknowledged enqueue does not
+        // depend on entries still in the page cache.
+        if created {
+            fsutil::sync_dir(&dir).map_err(io_err("fsync", &dir))?;
+            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                fsutil::sync_dir(parent).map_err(io_err("fsync", parent))?;
+            }
         }
         Ok((store, report))
     }
