@@ -87,6 +87,51 @@ fn a_negative_answer_replaces_the_card_under_both_codes() {
 }
 
 #[test]
+fn a_card_code_moving_to_another_wx_code_leaves_no_trace_of_the_old_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (store, _) = Store::open(tmp.path().join("s"), &small(10)).unwrap();
+    store
+        .put_card(&CardKeys::both("wx-old", "C-9"), 1, &card("5.00"))
+        .unwrap();
+    store
+        .put_card(&CardKeys::both("wx-new", "C-9"), 2, &card("6.00"))
+        .unwrap();
+    assert!(store.get_card_by_wx::<Answer>("wx-old").unwrap().is_none());
+    let c = store.get_card_by_code::<Answer>("C-9").unwrap().unwrap();
+    assert_eq!(
+        (c.value, c.keys),
+        (card("6.00"), CardKeys::both("wx-new", "C-9"))
+    );
+    // The same wxCode with a new cardCode drops the old cardCode.
+    store
+        .put_card(&CardKeys::both("wx-new", "C-10"), 3, &card("7.00"))
+        .unwrap();
+    assert!(store.get_card_by_code::<Answer>("C-9").unwrap().is_none());
+    assert_eq!(
+        store
+            .get_card_by_code::<Answer>("C-10")
+            .unwrap()
+            .unwrap()
+            .value,
+        card("7.00")
+    );
+    // A card-only answer for C-10 replaces the wx-new entry too.
+    store
+        .put_card(&CardKeys::card("C-10"), 4, &Answer::Lost)
+        .unwrap();
+    assert!(store.get_card_by_wx::<Answer>("wx-new").unwrap().is_none());
+    assert_eq!(
+        store
+            .get_card_by_code::<Answer>("C-10")
+            .unwrap()
+            .unwrap()
+            .value,
+        Answer::Lost
+    );
+    assert_eq!(store.card_count().unwrap(), 1);
+}
+
+#[test]
 fn lru_evicts_least_recently_used_counting_reads() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("s");

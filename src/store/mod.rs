@@ -13,11 +13,12 @@
 //!
 //! # Layout (sled trees)
 //! - `meta`: counters kept transactionally with the data they count (`cards.count`,
-//!   `cards.next_id`, `outbox.count`, `dead.count`, `outbox.next_id`) and `schema`.
-//!   Lengths are read from here, so nothing is scanned or counted at open.
-//! - `cards`: card entry id (u64 BE) -> header + JSON value ([`cache`]).
-//! - `card_keys`: `w` + wxCode or `c` + cardCode -> card entry id.
-//! - `card_lru`: access sequence (u64 BE) -> card entry id; the first key is the least
+//!   `outbox.count`, `dead.count`, `outbox.next_id`) and `schema`. Lengths are read from
+//!   here, so nothing is scanned or counted at open.
+//! - `cards`: primary key (`w` + wxCode, or `c` + cardCode when no wxCode is known) ->
+//!   header + JSON value ([`cache`]).
+//! - `card_keys`: `c` + cardCode -> primary key, for cards known by both codes.
+//! - `card_lru`: access sequence (u64 BE) -> primary key; the first key is the least
 //!   recently used card.
 //! - `outbox`: outbox id (u64 BE) -> header + JSON value ([`outbox`]); key order is replay order.
 //! - `dead`: outbox id (u64 BE) -> dead-letter header (status, message, times) + JSON value.
