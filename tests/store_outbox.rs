@@ -64,8 +64,14 @@ fn fifo_order_peek_remove_and_age() {
 fn a_full_outbox_refuses_and_writes_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("s");
-    let (store, _) = Store::open(&dir, &cfg(3)).unwrap();
+    // No background flush, so the data file changes only when the store writes.
+    let quiet = StoreConfig {
+        flush_every_ms: None,
+        ..cfg(3)
+    };
+    let (store, _) = Store::open(&dir, &quiet).unwrap();
     let ids: Vec<_> = (0..3).map(|i| store.enqueue(1, &act(i)).unwrap()).collect();
+    let files_before = store_files(&dir);
     match store.enqueue(2, &act(99)) {
         Err(
             e @ StoreError::OutboxFull {
@@ -78,8 +84,15 @@ fn a_full_outbox_refuses_and_writes_nothing() {
         }
         other => panic!("expected OutboxFull, got {other:?}"),
     }
+    store.sync().unwrap();
+    assert!(
+        files_before == store_files(&dir),
+        "a refused write changed the store's files"
+    );
     // A dead letter still counts (it holds personal data): full stays full.
     store.dead_letter(ids[0], 603, "card lost", 5).unwrap();
+    store.sync().unwrap();
+    let files_before = store_files(&dir);
     assert!(matches!(
         store.enqueue(2, &act(98)),
         Err(StoreError::OutboxFull {
@@ -88,18 +101,12 @@ fn a_full_outbox_refuses_and_writes_nothing() {
             ..
         })
     ));
-    drop(store);
-    // Neither refused write's bytes reached any file of the store.
-    for refused in [act(99).phone, act(98).phone] {
-        assert!(
-            !dir_contains(&dir, refused.as_bytes()),
-            "{refused} found on disk"
-        );
-    }
+    store.sync().unwrap();
     assert!(
-        dir_contains(&dir, act(2).phone.as_bytes()),
-        "the search does find queued writes"
+        files_before == store_files(&dir),
+        "a refused write changed the store's files"
     );
+    drop(store);
     let (store, report) = Store::open(&dir, &cfg(3)).unwrap();
     assert_eq!((report.pending, report.dead), (2, 1));
     let values: Vec<_> = store
@@ -110,6 +117,21 @@ fn a_full_outbox_refuses_and_writes_nothing() {
     // Room again after a delivery; the refused ids were never consumed.
     store.remove_delivered(ids[1]).unwrap();
     assert_eq!(store.enqueue(3, &act(4)).unwrap(), ids[2] + 1);
+}
+
+/// Every file of the store with its bytes, in path order.
+fn store_files(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(store_files(&p));
+        } else {
+            out.push((p.clone(), std::fs::read(&p).unwrap()));
+        }
+    }
+    out.sort();
+    out
 }
 
 fn dir_contains(dir: &std::path::Path, needle: &[u8]) -> bool {
@@ -245,4 +267,78 @@ fn concurrent_enqueues_get_distinct_ordered_ids_and_respect_the_bound() {
     assert_eq!(ok.len(), 30, "ids are distinct");
     let stored: Vec<_> = store.pending::<Activate>().map(|e| e.unwrap().id).collect();
     assert_eq!(stored, ok);
+}
+
+/// Personal data never sits in sled's files in clear, and once the outbox drains the key it
+/// was sealed with is overwritten, so what sled's log still holds of delivered writes is
+/// unreadable.
+#[test]
+fn delivered_personal_data_is_shredded() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("s");
+    let (store, _) = Store::open(&dir, &cfg(10)).unwrap();
+    let key_path = dir.join("outbox.key");
+    let key_before = std::fs::read(&key_path).unwrap();
+    assert_eq!(key_before.len(), 32);
+    let ids: Vec<_> = (0..3).map(|i| store.enqueue(1, &act(i)).unwrap()).collect();
+    store.sync().unwrap();
+    for i in 0..3 {
+        assert!(
+            !dir_contains(&dir, act(i).phone.as_bytes()),
+            "phone {i} in clear on disk"
+        );
+    }
+    // Not drained yet: one delivered, one dead letter left, the key stays.
+    store.remove_delivered(ids[0]).unwrap();
+    store.dead_letter(ids[1], 603, "lost", 2).unwrap();
+    store.remove_delivered(ids[2]).unwrap();
+    assert_eq!(std::fs::read(&key_path).unwrap(), key_before);
+    assert_eq!(
+        store
+            .dead_letters::<Activate>()
+            .next()
+            .unwrap()
+            .unwrap()
+            .value,
+        act(1)
+    );
+    // The operator drops the last dead letter: drained, the key is overwritten.
+    assert!(store.drop_dead(ids[1]).unwrap());
+    let key_after = std::fs::read(&key_path).unwrap();
+    assert_eq!(key_after.len(), 32);
+    assert_ne!(key_after, key_before);
+    assert!(
+        !dir_contains(&dir, &key_before),
+        "the old key survives in a store file"
+    );
+    // New writes use the new key, across a reopen.
+    let id = store.enqueue(3, &act(7)).unwrap();
+    drop(store);
+    let (store, report) = Store::open(&dir, &cfg(10)).unwrap();
+    assert!(!report.sealing_key_replaced);
+    let head = store.peek_oldest::<Activate>().unwrap().unwrap();
+    assert_eq!((head.id, head.value), (id, act(7)));
+}
+
+/// A store whose key file is lost cannot read its queued writes: it says so at open and
+/// names each unreadable write's id, so the service can dead-letter it, and new writes work.
+#[test]
+fn a_lost_sealing_key_is_reported() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("s");
+    let (store, _) = Store::open(&dir, &cfg(10)).unwrap();
+    let old = store.enqueue(1, &act(1)).unwrap();
+    drop(store);
+    std::fs::remove_file(dir.join("outbox.key")).unwrap();
+    let (store, report) = Store::open(&dir, &cfg(10)).unwrap();
+    assert!(report.sealing_key_replaced);
+    match store.peek_oldest::<Activate>() {
+        Err(StoreError::Decode { id, .. }) => assert_eq!(id, old),
+        other => panic!("expected a decode error, got {other:?}"),
+    }
+    store
+        .dead_letter(old, -1, "unreadable: sealing key lost", 2)
+        .unwrap();
+    let new = store.enqueue(3, &act(2)).unwrap();
+    assert_eq!(store.peek_oldest::<Activate>().unwrap().unwrap().id, new);
 }

@@ -20,8 +20,12 @@
 //! - `card_keys`: `c` + cardCode -> primary key, for cards known by both codes.
 //! - `card_lru`: access sequence (u64 BE) -> primary key; the first key is the least
 //!   recently used card.
-//! - `outbox`: outbox id (u64 BE) -> header + JSON value ([`outbox`]); key order is replay order.
-//! - `dead`: outbox id (u64 BE) -> dead-letter header (status, message, times) + JSON value.
+//! - `outbox`: outbox id (u64 BE) -> header + sealed JSON value ([`outbox`], [`seal`]); key
+//!   order is replay order.
+//! - `dead`: outbox id (u64 BE) -> dead-letter header (status, message, times) + sealed value.
+//!
+//! Besides sled's files the directory holds `queued.count` (a sidecar, see [`fsutil`]) and
+//! `outbox.key` (the sealing key, see [`seal`]).
 //!
 //! **Architecture Invariant:** the store never decides whether an answer is fresh, stale or
 //! valid, and never talks to the network: it keeps what the service gives it, with times the
@@ -34,6 +38,7 @@ mod fsutil;
 mod meta;
 mod open;
 mod outbox;
+mod seal;
 
 pub use cache::{CachedCard, CardKeys};
 pub use error::StoreError;
@@ -42,8 +47,8 @@ pub use outbox::{DeadLetter, OutboxEntry, OutboxId, OutboxStats};
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::atomic::AtomicU64;
+use std::sync::{Mutex, RwLock};
 
 /// Largest encoded value the store accepts (cards and queued writes alike).
 ///
@@ -102,6 +107,8 @@ pub struct Store {
     cache_lock: Mutex<()>,
     /// Next access sequence for the LRU tree; starts past the largest one on disk.
     access_seq: AtomicU64,
+    /// The key that seals outbox payloads; rotated (write lock) when the outbox drains.
+    sealer: RwLock<seal::Sealer>,
     /// The queued-writes sidecar file and the highest acknowledged outbox id, under the lock
     /// that keeps the file's updates in order.
     sidecar: Mutex<(File, u64)>,

@@ -11,12 +11,12 @@
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::atomic::AtomicU64;
+use std::sync::{Mutex, RwLock};
 use std::time::SystemTime;
 
 use super::codec::parse_u64;
-use super::{Store, StoreConfig, StoreError, fsutil, meta};
+use super::{Store, StoreConfig, StoreError, fsutil, meta, seal};
 
 /// What happened while opening the store.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,6 +33,9 @@ pub struct OpenReport {
     pub pending: u64,
     /// Dead letters after open.
     pub dead: u64,
+    /// The outbox sealing key was missing or damaged while writes were queued: those
+    /// writes cannot be read (they yield `StoreError::Decode` with their ids).
+    pub sealing_key_replaced: bool,
 }
 
 /// A store that was moved aside because sled could not open it.
@@ -182,14 +185,31 @@ impl Store {
         let sidecar =
             fsutil::open_sidecar(&dir).map_err(io_err("open the sidecar file in", &dir))?;
 
-        let report = OpenReport {
+        let (sealer, key_state) =
+            seal::Sealer::open(&dir).map_err(io_err("open the sealing key in", &dir))?;
+        let mut report = OpenReport {
             created,
             quarantined,
             lost_acknowledged,
             cards: meta::get(&meta, meta::CARDS_COUNT)?,
             pending: meta::get(&meta, meta::OUTBOX_COUNT)?,
             dead: meta::get(&meta, meta::DEAD_COUNT)?,
+            sealing_key_replaced: false,
         };
+        if key_state != seal::KeyState::Loaded && report.pending + report.dead > 0 {
+            log::error!(
+                "STORE SEALING KEY {}: {} holds {} queued writes sealed with a key that is \
+                 gone; they cannot be read and will NOT be delivered",
+                if key_state == seal::KeyState::Created {
+                    "MISSING"
+                } else {
+                    "DAMAGED"
+                },
+                dir.display(),
+                report.pending + report.dead
+            );
+            report.sealing_key_replaced = true;
+        }
         let acked = next_id
             .saturating_sub(1)
             .max(lost_acknowledged.map_or(0, |l| l.last_acked_id));
@@ -215,6 +235,7 @@ impl Store {
             cache_lock: Mutex::new(()),
             access_seq: AtomicU64::new(next_seq),
             sidecar: Mutex::new((sidecar, acked)),
+            sealer: RwLock::new(sealer),
         };
         // A limit lowered since the last run applies at once.
         {
