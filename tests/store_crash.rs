@@ -21,6 +21,8 @@ use wxcardd::store::{Store, StoreConfig};
 
 const DIR_ENV: &str = "WXCARDD_STORE_BURST_DIR";
 const START_ENV: &str = "WXCARDD_STORE_BURST_START";
+/// `burst` (enqueue only) or `cycle` (enqueue three, deliver them all, repeat).
+const MODE_ENV: &str = "WXCARDD_STORE_BURST_MODE";
 
 /// The payload; `filler` is a function of `seq`, so damage is detectable.
 #[derive(Debug, Serialize, Deserialize)]
@@ -57,6 +59,7 @@ fn burst_helper() {
     )
     .unwrap();
     out.flush().unwrap();
+    let cycle = std::env::var(MODE_ENV).is_ok_and(|m| m == "cycle");
     for seq in start.. {
         let id = store
             .enqueue(
@@ -69,10 +72,23 @@ fn burst_helper() {
             .unwrap();
         writeln!(out, "\nACK {id} {seq}").unwrap();
         out.flush().unwrap();
+        if cycle && seq % 3 == 2 {
+            // Deliver everything pending; the last removal drains the outbox and rotates
+            // the sealing key.
+            let ids: Vec<u64> = store
+                .pending::<BurstWrite>()
+                .map(|e| e.unwrap().id)
+                .collect();
+            for id in ids {
+                store.remove_delivered(id).unwrap();
+                writeln!(out, "\nDONE {id}").unwrap();
+                out.flush().unwrap();
+            }
+        }
     }
 }
 
-fn spawn_burst(dir: &Path, start: u64) -> Child {
+fn spawn_burst(dir: &Path, start: u64, mode: &str) -> Child {
     Command::new(std::env::current_exe().unwrap())
         .args([
             "burst_helper",
@@ -84,24 +100,24 @@ fn spawn_burst(dir: &Path, start: u64) -> Child {
         ])
         .env(DIR_ENV, dir)
         .env(START_ENV, start.to_string())
+        .env(MODE_ENV, mode)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
         .expect("spawn the helper process")
 }
 
-/// Runs the helper from `start` and SIGKILLs it once `kill_after` acks were read; returns
-/// the acknowledged `(id, seq)` pairs it printed.
-fn burst_and_kill(dir: &Path, start: u64, kill_after: usize) -> Vec<(u64, u64)> {
-    let mut child = spawn_burst(dir, start);
-    let stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut acks = Vec::new();
-    let mut lines = stdout.lines();
-    while acks.len() < kill_after {
-        let line = lines
-            .next()
-            .expect("helper exited early; see its stderr")
-            .unwrap();
+/// What a helper printed before it was killed.
+#[derive(Default)]
+struct Printed {
+    /// Acknowledged `(id, seq)` pairs.
+    acks: Vec<(u64, u64)>,
+    /// Ids whose `remove_delivered` returned.
+    done: Vec<u64>,
+}
+
+impl Printed {
+    fn take(&mut self, line: &str) {
         if let Some(rest) = line.strip_prefix("OPEN ") {
             assert!(
                 rest.ends_with("clean=true"),
@@ -109,20 +125,45 @@ fn burst_and_kill(dir: &Path, start: u64, kill_after: usize) -> Vec<(u64, u64)> 
             );
         } else if let Some(rest) = line.strip_prefix("ACK ") {
             let mut it = rest.split(' ').map(|n| n.parse::<u64>().unwrap());
-            acks.push((it.next().unwrap(), it.next().unwrap()));
+            self.acks.push((it.next().unwrap(), it.next().unwrap()));
+        } else if let Some(rest) = line.strip_prefix("DONE ") {
+            self.done.push(rest.parse().unwrap());
         }
     }
+}
+
+/// Runs the helper in `mode` from `start` and SIGKILLs it as soon as `kill_when` holds for
+/// what it printed so far; returns everything it printed, including lines written before
+/// the kill landed.
+fn run_and_kill(
+    dir: &Path,
+    start: u64,
+    mode: &str,
+    kill_when: impl Fn(&Printed) -> bool,
+) -> Printed {
+    let mut child = spawn_burst(dir, start, mode);
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut printed = Printed::default();
+    let mut lines = stdout.lines();
+    while !kill_when(&printed) {
+        let line = lines
+            .next()
+            .expect("helper exited early; see its stderr")
+            .unwrap();
+        printed.take(&line);
+    }
     child.kill().expect("SIGKILL the helper"); // Child::kill sends SIGKILL on Unix
-    // Acks printed between our last read and the kill count too.
     for line in lines {
-        if let Some(rest) = line.unwrap().strip_prefix("ACK ") {
-            let mut it = rest.split(' ').map(|n| n.parse::<u64>().unwrap());
-            acks.push((it.next().unwrap(), it.next().unwrap()));
-        }
+        printed.take(&line.unwrap());
     }
     let status = child.wait().unwrap();
     assert!(!status.success(), "the helper was killed, not finished");
-    acks
+    printed
+}
+
+/// Runs the helper in burst mode and returns its acknowledged `(id, seq)` pairs.
+fn burst_and_kill(dir: &Path, start: u64, kill_after: usize) -> Vec<(u64, u64)> {
+    run_and_kill(dir, start, "burst", |p| p.acks.len() >= kill_after).acks
 }
 
 /// Reopens the store after `kills` kills and checks every acknowledged write; returns the
@@ -192,4 +233,70 @@ fn acknowledged_writes_survive_kill_9_at_several_points() {
         next_seq = check(&dir, &acked, kills + 1);
     }
     assert!(acked.len() >= 61 + random_point);
+}
+
+/// Kills the helper while it delivers and drains the outbox, which rotates the sealing key
+/// each time it empties: whatever a kill leaves in the outbox must still open with the key
+/// on disk (the empty state is made durable before the key is overwritten), and every write
+/// acknowledged and not yet delivered must be there.
+#[test]
+fn queued_writes_stay_readable_across_kills_during_delivery_and_key_rotation() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    // Kill points: after some acks (mid-enqueue or mid-delivery), and right after the
+    // removal that drained the outbox and rotated the key (before the next enqueue's flush).
+    let random = 5 + (nanos % 40) as usize;
+    eprintln!("kill points: 2, 7 acks; 3, 6 deliveries (a drain); {random} acks (random)");
+    let points: [(&str, usize); 5] = [
+        ("acks", 2),
+        ("done", 3),
+        ("acks", 7),
+        ("done", 6),
+        ("acks", random),
+    ];
+    let mut acked = std::collections::HashMap::new();
+    let mut done = std::collections::HashSet::new();
+    let mut next_seq = 0;
+    for (what, n) in points {
+        let printed = run_and_kill(&dir, next_seq, "cycle", |p| match what {
+            "acks" => p.acks.len() >= n,
+            _ => p.done.len() >= n,
+        });
+        acked.extend(printed.acks.iter().copied());
+        done.extend(printed.done.iter().copied());
+        let (store, report) = Store::open(&dir, &config()).unwrap();
+        assert_eq!(report.quarantined, None);
+        assert_eq!(report.lost_acknowledged, None);
+        assert!(!report.sealing_key_replaced);
+        let present: Vec<_> = store
+            .pending::<BurstWrite>()
+            .map(|e| e.expect("a queued write no longer opens with the key on disk"))
+            .collect();
+        for e in &present {
+            assert_eq!(e.value.filler, filler(e.value.seq));
+        }
+        let present_ids: std::collections::HashSet<u64> = present.iter().map(|e| e.id).collect();
+        for (id, seq) in &acked {
+            if !done.contains(id) {
+                assert!(
+                    present_ids.contains(id),
+                    "undelivered write {seq} (id {id}) lost"
+                );
+            }
+        }
+        next_seq = 1 + acked
+            .values()
+            .copied()
+            .max()
+            .unwrap_or(0)
+            .max(present.iter().map(|e| e.value.seq).max().unwrap_or(0));
+    }
+    assert!(
+        !done.is_empty(),
+        "the helper delivered and drained at least once"
+    );
 }
