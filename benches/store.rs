@@ -169,7 +169,7 @@ fn main() {
         cards(),
         fill / cards() as u32
     );
-    drop(store);
+    store.close().unwrap();
 
     // The first open replays the log written by the fill; sled 0.34 writes its snapshot
     // only at open, so later opens start from that snapshot.
@@ -180,7 +180,7 @@ fn main() {
         t.elapsed(),
         report.cards
     );
-    drop(store);
+    store.close().unwrap();
     let mut opens = Vec::new();
     let cpu = process_cpu();
     for _ in 0..7 {
@@ -188,7 +188,7 @@ fn main() {
         let (store, report) = Store::open(&dir, &config).unwrap();
         opens.push(t.elapsed());
         assert_eq!(report.cards, cards());
-        drop(store);
+        store.close().unwrap();
     }
     println!("  (process CPU per open: {:?})", (process_cpu() - cpu) / 7);
     // For comparison: sled's own open of the same files, with the same cache capacity.
@@ -202,6 +202,7 @@ fn main() {
             .unwrap();
         raw.push(t.elapsed());
         drop(db);
+        wait_released(&dir);
     }
     summary("  sled::Config::open alone, same files", raw);
     summary(
@@ -272,7 +273,7 @@ fn main() {
         "replay drain (peek + remove, {ENQUEUES} entries): {drain:?}, {:.0} entries/s",
         ENQUEUES as f64 / drain.as_secs_f64()
     );
-    drop(store);
+    store.close().unwrap();
 
     let out = std::process::Command::new(std::env::current_exe().unwrap())
         .env(RSS_ENV, &dir)
@@ -301,6 +302,14 @@ fn main() {
     if std::env::var_os("WXCARDD_BENCH_KEEP").is_some() {
         println!("kept {}", tmp.keep().display());
     }
+}
+
+/// Blocks until sled's IO threads have closed the data file (as `Store::close` does).
+fn wait_released(dir: &Path) {
+    use std::os::unix::io::AsRawFd;
+    let f = std::fs::File::open(dir.join("db")).unwrap();
+    // SAFETY: flock on a descriptor we own; released when `f` closes.
+    assert_eq!(unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) }, 0);
 }
 
 fn dir_size(dir: &Path) -> u64 {

@@ -161,7 +161,7 @@ fn lru_evicts_least_recently_used_counting_reads() {
     );
     // Reading by cardCode counts too: c2 read, so w0 is now the oldest.
     assert!(store.get_card_by_code::<Answer>("c2").unwrap().is_some());
-    drop(store);
+    store.close().unwrap();
     // Recency and count survive a reopen.
     let (store, report) = Store::open(&dir, &small(3)).unwrap();
     assert_eq!(report.cards, 3);
@@ -189,7 +189,7 @@ fn a_lower_limit_at_reopen_evicts_down_to_it() {
             .put_card(&CardKeys::wx(format!("w{i}")), i, &card("1"))
             .unwrap();
     }
-    drop(store);
+    store.close().unwrap();
     let (store, report) = Store::open(&dir, &small(5)).unwrap();
     assert_eq!(
         (report.cards, store.card_count().unwrap()),

@@ -212,7 +212,9 @@ fn check(dir: &Path, acked: &[(u64, u64)], kills: usize) -> u64 {
         .filter(|e| !acked_ids.contains(&e.id))
         .count();
     assert!(extra <= kills, "{extra} unacknowledged entries");
-    entries.last().map_or(0, |e| e.value.seq + 1)
+    let next = entries.last().map_or(0, |e| e.value.seq + 1);
+    store.close().unwrap(); // the next helper opens it at once
+    next
 }
 
 #[test]
@@ -288,12 +290,9 @@ fn queued_writes_stay_readable_across_kills_during_delivery_and_key_rotation() {
                 );
             }
         }
-        next_seq = 1 + acked
-            .values()
-            .copied()
-            .max()
-            .unwrap_or(0)
-            .max(present.iter().map(|e| e.value.seq).max().unwrap_or(0));
+        let last_present = present.iter().map(|e| e.value.seq).max().unwrap_or(0);
+        next_seq = 1 + acked.values().copied().max().unwrap_or(0).max(last_present);
+        store.close().unwrap(); // the next helper opens it at once
     }
     assert!(
         !done.is_empty(),

@@ -36,10 +36,11 @@ fn populated(dir: &Path, queued: u32) {
     store
         .put_card(&CardKeys::both("wx1", "c1"), 5, &"balance 10")
         .unwrap();
-    drop(store);
+    store.close().unwrap();
     // A second open makes sled write its snapshot file.
-    let (_store, report) = Store::open(dir, &StoreConfig::default()).unwrap();
+    let (store, report) = Store::open(dir, &StoreConfig::default()).unwrap();
     assert_eq!(report.pending, u64::from(queued));
+    store.close().unwrap();
 }
 
 #[test]
@@ -70,7 +71,7 @@ fn directory_is_0700_and_files_0600() {
     let dir = tmp.path().join("nested").join("store");
     populated(&dir, 2);
     let (store, _) = Store::open(&dir, &StoreConfig::default()).unwrap();
-    drop(store);
+    store.close().unwrap();
     assert_eq!(mode(&dir), 0o700);
     let mut files = 0;
     let mut stack = vec![dir.clone()];
@@ -137,7 +138,7 @@ fn assert_quarantined(reason_has: &str, damage: impl FnOnce(&Path)) {
     assert_eq!(mode(&q.path), 0o700);
     // The fresh store is usable and durable.
     let id = store.enqueue(1, &w(1)).unwrap();
-    drop(store);
+    store.close().unwrap();
     let (store, report) = Store::open(&dir, &StoreConfig::default()).unwrap();
     assert_eq!(report.quarantined, None);
     assert_eq!(report.lost_acknowledged, None);
@@ -242,7 +243,7 @@ fn a_cut_log_tail_is_reported_not_silent() {
     };
     let (store, _) = Store::open(&dir, &cfg).unwrap();
     store.enqueue(1, &w(0)).unwrap();
-    drop(store);
+    store.close().unwrap();
     let (store, _) = Store::open(&dir, &cfg).unwrap();
     // sled preallocates its segments and fills them in order: after write 100 the log's
     // high-water mark (last non-zero byte) is where the cut goes.
@@ -259,7 +260,7 @@ fn a_cut_log_tail_is_reported_not_silent() {
         last = store.enqueue(1, &w(i)).unwrap();
     }
     assert!(high_water() > cut, "the later writes went past the cut");
-    drop(store);
+    store.close().unwrap();
     let f = fs::OpenOptions::new()
         .write(true)
         .open(dir.join("db"))
@@ -280,7 +281,7 @@ fn a_cut_log_tail_is_reported_not_silent() {
         pending.iter().map(|e| e.value.clone()).collect::<Vec<_>>(),
         (0..100).map(w).collect::<Vec<_>>()
     );
-    drop(store);
+    store.close().unwrap();
     let (store, report) = Store::open(&dir, &cfg).unwrap();
     assert_eq!(
         report.lost_acknowledged, None,

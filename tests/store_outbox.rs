@@ -106,7 +106,7 @@ fn a_full_outbox_refuses_and_writes_nothing() {
         files_before == store_files(&dir),
         "a refused write changed the store's files"
     );
-    drop(store);
+    store.close().unwrap();
     let (store, report) = Store::open(&dir, &cfg(3)).unwrap();
     assert_eq!((report.pending, report.dead), (2, 1));
     let values: Vec<_> = store
@@ -180,7 +180,7 @@ fn dead_letter_list_retry_and_drop() {
     ));
     assert_eq!(store.outbox_len().unwrap(), 2);
     assert_eq!(store.peek_oldest::<Activate>().unwrap().unwrap().id, ids[2]);
-    drop(store);
+    store.close().unwrap();
 
     let (store, report) = Store::open(&dir, &cfg(10)).unwrap();
     assert_eq!((report.pending, report.dead), (2, 2));
@@ -313,7 +313,7 @@ fn delivered_personal_data_is_shredded() {
     );
     // New writes use the new key, across a reopen.
     let id = store.enqueue(3, &act(7)).unwrap();
-    drop(store);
+    store.close().unwrap();
     let (store, report) = Store::open(&dir, &cfg(10)).unwrap();
     assert!(!report.sealing_key_replaced);
     let head = store.peek_oldest::<Activate>().unwrap().unwrap();
@@ -328,7 +328,7 @@ fn a_lost_sealing_key_is_reported() {
     let dir = tmp.path().join("s");
     let (store, _) = Store::open(&dir, &cfg(10)).unwrap();
     let old = store.enqueue(1, &act(1)).unwrap();
-    drop(store);
+    store.close().unwrap();
     std::fs::remove_file(dir.join("outbox.key")).unwrap();
     let (store, report) = Store::open(&dir, &cfg(10)).unwrap();
     assert!(report.sealing_key_replaced);

@@ -138,6 +138,30 @@ impl Store {
         })
     }
 
+    /// Closes the store and returns once sled has let go of its files, so another process
+    /// can open the store at once. (Dropping a `Store` also syncs and closes it, but sled's
+    /// IO threads may hold the data file, and its lock, a moment longer.)
+    pub fn close(self) -> Result<(), StoreError> {
+        let path = self.dir.join("db");
+        let io_err = |source| StoreError::Io {
+            op: "wait for sled to release",
+            path: path.clone(),
+            source,
+        };
+        // A second descriptor on our own open file description: it never held sled's lock,
+        // so a blocking flock on it waits exactly until sled's descriptor is closed.
+        let probe = self.db_file.try_clone().map_err(io_err)?;
+        drop(self);
+        use std::os::unix::io::AsRawFd;
+        // SAFETY: flock on a descriptor we own; blocking until sled's lock is released.
+        if unsafe { libc::flock(probe.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            return Err(io_err(std::io::Error::last_os_error()));
+        }
+        // SAFETY: as above; closing `probe` would release it too.
+        unsafe { libc::flock(probe.as_raw_fd(), libc::LOCK_UN) };
+        Ok(())
+    }
+
     /// Bytes sled reports on disk for the whole store (data file, blobs, snapshots).
     pub fn size_on_disk(&self) -> Result<u64, StoreError> {
         Ok(self.db.size_on_disk()?)
