@@ -7,7 +7,7 @@
 //! will not open live in one place.
 //!
 //! The store is generic over the payload: values are any `T: Serialize + DeserializeOwned`,
-//! encoded as JSON behind a small fixed binary header (see [`codec`]). JSON keeps a queued
+//! encoded as JSON behind a small fixed binary header (see `codec.rs`). JSON keeps a queued
 //! write readable by an operator tool and tolerant of added optional fields across upgrades;
 //! the payloads are a few hundred bytes, so its cost is noise next to an fsync.
 //!
@@ -16,16 +16,16 @@
 //!   `outbox.count`, `dead.count`, `outbox.next_id`) and `schema`. Lengths are read from
 //!   here, so nothing is scanned or counted at open.
 //! - `cards`: primary key (`w` + wxCode, or `c` + cardCode when no wxCode is known) ->
-//!   header + JSON value ([`cache`]).
+//!   header + JSON value (`cache.rs`).
 //! - `card_keys`: `c` + cardCode -> primary key, for cards known by both codes.
 //! - `card_lru`: access sequence (u64 BE) -> primary key; the first key is the least
 //!   recently used card.
-//! - `outbox`: outbox id (u64 BE) -> header + sealed JSON value ([`outbox`], [`seal`]); key
+//! - `outbox`: outbox id (u64 BE) -> header + sealed JSON value (`outbox.rs`, `seal.rs`); key
 //!   order is replay order.
 //! - `dead`: outbox id (u64 BE) -> dead-letter header (status, message, times) + sealed value.
 //!
-//! Besides sled's files the directory holds `queued.count` (a sidecar, see [`fsutil`]) and
-//! `outbox.key` (the sealing key, see [`seal`]).
+//! Besides sled's files the directory holds `queued.count` (a sidecar, see `fsutil.rs`) and
+//! `outbox.key` (the sealing key, see `seal.rs`).
 //!
 //! **Architecture Invariant:** the store never decides whether an answer is fresh, stale or
 //! valid, and never talks to the network: it keeps what the service gives it, with times the
