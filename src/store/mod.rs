@@ -7,9 +7,10 @@
 //! will not open live in one place.
 //!
 //! The store is generic over the payload: values are any `T: Serialize + DeserializeOwned`,
-//! encoded as JSON behind a small fixed binary header (see `codec.rs`). JSON keeps a queued
-//! write readable by an operator tool and tolerant of added optional fields across upgrades;
-//! the payloads are a few hundred bytes, so its cost is noise next to an fsync.
+//! encoded as JSON behind a small fixed binary header (see `codec.rs`). JSON stays tolerant
+//! of added optional fields across upgrades and is easy to inspect in an operator tool
+//! built on this API; the payloads are a few hundred bytes, so its cost is noise next to an
+//! fsync. Outbox payloads are additionally sealed (`seal.rs`).
 //!
 //! # Layout (sled trees)
 //! - `meta`: counters kept transactionally with the data they count (`cards.count`,
