@@ -36,10 +36,11 @@ fn populated(dir: &Path, queued: u32) {
     store
         .put_card(&CardKeys::both("wx1", "c1"), 5, &"balance 10")
         .unwrap();
-    drop(store);
+    store.close().unwrap();
     // A second open makes sled write its snapshot file.
-    let (_store, report) = Store::open(dir, &StoreConfig::default()).unwrap();
+    let (store, report) = Store::open(dir, &StoreConfig::default()).unwrap();
     assert_eq!(report.pending, u64::from(queued));
+    store.close().unwrap();
 }
 
 #[test]
@@ -70,7 +71,7 @@ fn directory_is_0700_and_files_0600() {
     let dir = tmp.path().join("nested").join("store");
     populated(&dir, 2);
     let (store, _) = Store::open(&dir, &StoreConfig::default()).unwrap();
-    drop(store);
+    store.close().unwrap();
     assert_eq!(mode(&dir), 0o700);
     let mut files = 0;
     let mut stack = vec![dir.clone()];
@@ -115,7 +116,7 @@ fn quarantine_dirs(parent: &Path) -> Vec<std::path::PathBuf> {
 
 /// Damages a closed store with `damage`, reopens it, and checks it was quarantined with the
 /// queued count and that the fresh store works.
-fn assert_quarantined(damage: impl FnOnce(&Path)) {
+fn assert_quarantined(reason_has: &str, damage: impl FnOnce(&Path)) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("store");
     populated(&dir, 4);
@@ -124,6 +125,7 @@ fn assert_quarantined(damage: impl FnOnce(&Path)) {
     let q = report
         .quarantined
         .expect("damaged store was not quarantined");
+    assert!(q.reason.contains(reason_has), "reason: {}", q.reason);
     assert!(report.created);
     assert_eq!((report.cards, report.pending, report.dead), (0, 0, 0));
     let queued = q.queued.expect("sidecar count readable");
@@ -136,7 +138,7 @@ fn assert_quarantined(damage: impl FnOnce(&Path)) {
     assert_eq!(mode(&q.path), 0o700);
     // The fresh store is usable and durable.
     let id = store.enqueue(1, &w(1)).unwrap();
-    drop(store);
+    store.close().unwrap();
     let (store, report) = Store::open(&dir, &StoreConfig::default()).unwrap();
     assert_eq!(report.quarantined, None);
     assert_eq!(report.lost_acknowledged, None);
@@ -145,7 +147,7 @@ fn assert_quarantined(damage: impl FnOnce(&Path)) {
 
 #[test]
 fn garbage_db_file_is_quarantined() {
-    assert_quarantined(|dir| {
+    assert_quarantined("corrupted data", |dir| {
         let len = fs::metadata(dir.join("db")).unwrap().len() as usize;
         let garbage: Vec<u8> = (0..len).map(|i| (i * 7 + 13) as u8).collect();
         fs::write(dir.join("db"), garbage).unwrap();
@@ -154,7 +156,7 @@ fn garbage_db_file_is_quarantined() {
 
 #[test]
 fn truncated_db_file_is_quarantined() {
-    assert_quarantined(|dir| {
+    assert_quarantined("corrupted data", |dir| {
         let f = fs::OpenOptions::new()
             .write(true)
             .open(dir.join("db"))
@@ -163,9 +165,29 @@ fn truncated_db_file_is_quarantined() {
     });
 }
 
+/// Without a snapshot to contradict it, sled opens a garbage log as an empty store (to sled
+/// an unreadable log is a torn tail): the store must notice its data is gone.
+#[test]
+fn garbage_db_without_snapshot_is_quarantined() {
+    assert_quarantined("without its data", |dir| {
+        for e in fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("snap.")
+            {
+                fs::remove_file(p).unwrap();
+            }
+        }
+        let len = fs::metadata(dir.join("db")).unwrap().len() as usize;
+        fs::write(dir.join("db"), vec![0x5Au8; len]).unwrap();
+    });
+}
+
 #[test]
 fn corrupt_conf_file_is_quarantined() {
-    assert_quarantined(|dir| {
+    assert_quarantined("corrupted data", |dir| {
         fs::write(
             dir.join("conf"),
             b"segment_size: banana\nuse_compression: maybe\n\0\0\0\0",
@@ -176,7 +198,7 @@ fn corrupt_conf_file_is_quarantined() {
 
 #[test]
 fn corrupt_snapshot_is_quarantined() {
-    assert_quarantined(|dir| {
+    assert_quarantined("corrupted data", |dir| {
         let snap = fs::read_dir(dir)
             .unwrap()
             .map(|e| e.unwrap().path())
@@ -221,20 +243,24 @@ fn a_cut_log_tail_is_reported_not_silent() {
     };
     let (store, _) = Store::open(&dir, &cfg).unwrap();
     store.enqueue(1, &w(0)).unwrap();
-    drop(store);
+    store.close().unwrap();
     let (store, _) = Store::open(&dir, &cfg).unwrap();
+    // sled preallocates its segments and fills them in order: after write 100 the log's
+    // high-water mark (last non-zero byte) is where the cut goes.
+    let high_water = || {
+        let bytes = fs::read(dir.join("db")).unwrap();
+        bytes.iter().rposition(|&b| b != 0).unwrap() + 1
+    };
+    for i in 1..100 {
+        store.enqueue(1, &w(i)).unwrap();
+    }
+    let cut = high_water();
     let mut last = 0;
-    for i in 1..200 {
+    for i in 100..200 {
         last = store.enqueue(1, &w(i)).unwrap();
     }
-    drop(store);
-    // sled preallocates its segments, so cut where the 100th write's bytes begin.
-    let bytes = fs::read(dir.join("db")).unwrap();
-    let needle = br#""card-100""#;
-    let cut = bytes
-        .windows(needle.len())
-        .position(|w| w == needle)
-        .expect("write 100 in the log");
+    assert!(high_water() > cut, "the later writes went past the cut");
+    store.close().unwrap();
     let f = fs::OpenOptions::new()
         .write(true)
         .open(dir.join("db"))
@@ -255,7 +281,7 @@ fn a_cut_log_tail_is_reported_not_silent() {
         pending.iter().map(|e| e.value.clone()).collect::<Vec<_>>(),
         (0..100).map(w).collect::<Vec<_>>()
     );
-    drop(store);
+    store.close().unwrap();
     let (store, report) = Store::open(&dir, &cfg).unwrap();
     assert_eq!(
         report.lost_acknowledged, None,

@@ -6,12 +6,20 @@
 //! A put *replaces* every entry that any of its keys reached (with all of that entry's keys):
 //! a negative answer known only by wxCode also hides the card's old entry by cardCode.
 //!
-//! Recency is an access sequence: `card_lru` maps sequence -> entry id and each entry holds
-//! its current sequence. A read moves the card to a new sequence (insert the new key, patch
-//! the entry, remove the old key: each step leaves a state eviction copes with, so a crash
-//! mid-way needs no transaction). Eviction takes the first `card_lru` key and skips stale
-//! ones whose entry has moved on. Puts and evictions are sled transactions that also keep
-//! `cards.count` in `meta`, so the bound is enforced without counting at open.
+//! Layout, chosen for few sled keys per card (sled keeps in-memory state per 16-key leaf, so
+//! keys cost RAM and start-up time): an entry lives under its *primary key*, `w`+wxCode when
+//! the wxCode is known, else `c`+cardCode; a card known by both codes also has a secondary
+//! key `c`+cardCode -> primary key in `card_keys`. A lookup by wxCode is one sled get.
+//!
+//! Recency is an access sequence: `card_lru` maps sequence -> primary key and each entry
+//! holds its current sequence. A read moves the card to a new sequence, unless it was moved
+//! within the last `max_cards / 8` accesses: at most that many cards can be above it, so it
+//! is nowhere near eviction and the three writes would be wasted. The order is thus LRU to
+//! within `max_cards / 8` places (exact when `max_cards < 8`). A move inserts the new key,
+//! patches the entry, then removes the old key: each step leaves a state eviction copes
+//! with (it skips LRU keys whose entry has moved on), so a crash mid-way needs no
+//! transaction. Puts and evictions are sled transactions that also keep `cards.count` in
+//! `meta`, so the bound is enforced without counting at open.
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -22,6 +30,9 @@ use std::sync::atomic::Ordering;
 use super::codec::{self, DecodeError, Reader, Writer, key, parse_u64};
 use super::meta::{self, TxError};
 use super::{MAX_CODE_BYTES, Store, StoreError};
+
+/// A tagged code as a sled key (`w`/`c` + code bytes).
+type SledKey = Vec<u8>;
 
 /// The keys a card is cached under. At least one must be set.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -53,19 +64,22 @@ impl CardKeys {
         }
     }
 
-    /// The index keys (`w`+wxCode, `c`+cardCode), validated.
-    fn index_keys(&self) -> Result<Vec<Vec<u8>>, StoreError> {
-        let mut out = Vec::with_capacity(2);
-        if let Some(w) = &self.wx_code {
-            out.push(index_key(b'w', w)?);
-        }
-        if let Some(c) = &self.card_code {
-            out.push(index_key(b'c', c)?);
-        }
-        if out.is_empty() {
+    /// The validated `(wx key, card key)`; at least one is set.
+    fn sled_keys(&self) -> Result<(Option<SledKey>, Option<SledKey>), StoreError> {
+        let wx = self
+            .wx_code
+            .as_deref()
+            .map(|w| index_key(b'w', w))
+            .transpose()?;
+        let card = self
+            .card_code
+            .as_deref()
+            .map(|c| index_key(b'c', c))
+            .transpose()?;
+        if wx.is_none() && card.is_none() {
             return Err(StoreError::InvalidKey("neither wxCode nor cardCode given"));
         }
-        Ok(out)
+        Ok((wx, card))
     }
 }
 
@@ -101,7 +115,7 @@ struct Entry<'a> {
 }
 
 /// Byte offset of the access sequence in an entry record (after the version byte and
-/// fetched-at), patched in place on every read.
+/// fetched-at), patched in place on every move.
 const SEQ_OFFSET: usize = 1 + 8;
 
 fn encode_entry(keys: &CardKeys, fetched_at_ms: u64, seq: u64, payload: &[u8]) -> Vec<u8> {
@@ -126,44 +140,52 @@ fn decode_entry(bytes: &[u8]) -> Result<Entry<'_>, DecodeError> {
     })
 }
 
-fn entry_index_keys(e: &Entry<'_>) -> Vec<Vec<u8>> {
-    let mut out = Vec::with_capacity(2);
-    for (tag, code) in [(b'w', e.wx), (b'c', e.card)] {
-        if !code.is_empty() {
-            let mut k = vec![tag];
-            k.extend_from_slice(code.as_bytes());
-            out.push(k);
-        }
-    }
-    out
+fn decode_card<T: DeserializeOwned>(pk: &[u8], bytes: &[u8]) -> Result<CachedCard<T>, StoreError> {
+    let err = |e: DecodeError| e.into_store("card entry", key_id(pk));
+    let e = decode_entry(bytes).map_err(err)?;
+    let value = codec::decode_payload(e.payload).map_err(err)?;
+    let keys = CardKeys {
+        wx_code: (!e.wx.is_empty()).then(|| e.wx.to_string()),
+        card_code: (!e.card.is_empty()).then(|| e.card.to_string()),
+    };
+    Ok(CachedCard {
+        keys,
+        fetched_at_ms: e.fetched_at_ms,
+        value,
+    })
 }
 
-/// Removes entry `id` (its record, index keys and LRU key) inside a transaction; returns
-/// whether it existed.
+/// The id reported for a card entry in a decode error: 0, since card entries have no
+/// number and a code may be personal; the caller knows the code it looked up and can
+/// `remove_card` it.
+fn key_id(_pk: &[u8]) -> u64 {
+    0
+}
+
+/// Removes the entry under primary key `pk` (its record, secondary key and LRU key) inside
+/// a transaction; returns whether it existed.
 fn tx_remove_entry(
     cards: &TransactionalTree,
     card_keys: &TransactionalTree,
     card_lru: &TransactionalTree,
-    id: u64,
+    pk: &[u8],
 ) -> Result<bool, TxError> {
-    let Some(bytes) = cards.remove(&key(id))? else {
+    let Some(bytes) = cards.remove(pk)? else {
         return Ok(false);
     };
-    // A record we cannot parse is still removed; its index keys are found by the caller's
-    // lookups (they point at a missing id afterwards and are treated as misses).
+    // A record we cannot parse is still removed; a secondary key left pointing at it then
+    // leads nowhere and reads as a miss.
     if let Ok(e) = decode_entry(&bytes) {
-        for k in entry_index_keys(&e) {
-            if cards_id(card_keys.get(&k)?) == Some(id) {
-                card_keys.remove(k)?;
+        if pk.first() == Some(&b'w') && !e.card.is_empty() {
+            let mut secondary = vec![b'c'];
+            secondary.extend_from_slice(e.card.as_bytes());
+            if card_keys.get(&secondary)?.as_deref() == Some(pk) {
+                card_keys.remove(secondary)?;
             }
         }
         card_lru.remove(&key(e.seq))?;
     }
     Ok(true)
-}
-
-fn cards_id(v: Option<sled::IVec>) -> Option<u64> {
-    v.and_then(|v| parse_u64(&v))
 }
 
 impl Store {
@@ -178,28 +200,34 @@ impl Store {
         fetched_at_ms: u64,
         value: &T,
     ) -> Result<(), StoreError> {
-        let index = keys.index_keys()?;
+        let (wx, card) = keys.sled_keys()?;
         let payload = codec::encode_payload(value)?;
+        let pk = wx.clone().or_else(|| card.clone()).expect("one key is set");
         let _guard = self.cache_lock.lock().unwrap_or_else(|p| p.into_inner());
         let seq = self.access_seq.fetch_add(1, Ordering::Relaxed);
+        let record = encode_entry(keys, fetched_at_ms, seq, &payload);
         (&self.cards, &self.card_keys, &self.card_lru, &self.meta).transaction(
             |(cards, card_keys, card_lru, meta)| {
                 let mut count = meta::tx_get(meta, meta::CARDS_COUNT)?;
-                for k in &index {
-                    if let Some(old) = cards_id(card_keys.get(k)?) {
-                        if tx_remove_entry(cards, card_keys, card_lru, old)? {
-                            count = count.saturating_sub(1);
-                        }
-                        card_keys.remove(k.as_slice())?;
+                // Every entry reachable by one of the keys goes, with all its keys.
+                let mut reachable = Vec::with_capacity(3);
+                reachable.extend(wx.clone());
+                if let Some(c) = &card {
+                    reachable.push(c.clone());
+                    if let Some(primary) = card_keys.remove(c.as_slice())? {
+                        reachable.push(primary.to_vec());
                     }
                 }
-                let id = meta::tx_get(meta, meta::CARDS_NEXT_ID)?.max(1);
-                meta::tx_set(meta, meta::CARDS_NEXT_ID, id + 1)?;
-                cards.insert(&key(id), encode_entry(keys, fetched_at_ms, seq, &payload))?;
-                for k in &index {
-                    card_keys.insert(k.as_slice(), &key(id))?;
+                for old in &reachable {
+                    if tx_remove_entry(cards, card_keys, card_lru, old)? {
+                        count = count.saturating_sub(1);
+                    }
                 }
-                card_lru.insert(&key(seq), &key(id))?;
+                cards.insert(pk.as_slice(), record.as_slice())?;
+                if let (Some(_), Some(c)) = (&wx, &card) {
+                    card_keys.insert(c.as_slice(), pk.as_slice())?;
+                }
+                card_lru.insert(&key(seq), pk.as_slice())?;
                 meta::tx_set(meta, meta::CARDS_COUNT, count + 1)?;
                 Ok(())
             },
@@ -225,15 +253,21 @@ impl Store {
 
     /// Removes the card reachable by any of `keys`; returns how many entries went.
     pub fn remove_card(&self, keys: &CardKeys) -> Result<u64, StoreError> {
-        let index = keys.index_keys()?;
+        let (wx, card) = keys.sled_keys()?;
         let _guard = self.cache_lock.lock().unwrap_or_else(|p| p.into_inner());
         let removed = (&self.cards, &self.card_keys, &self.card_lru, &self.meta).transaction(
             |(cards, card_keys, card_lru, meta)| {
+                let mut reachable = Vec::with_capacity(3);
+                reachable.extend(wx.clone());
+                if let Some(c) = &card {
+                    reachable.push(c.clone());
+                    if let Some(primary) = card_keys.remove(c.as_slice())? {
+                        reachable.push(primary.to_vec());
+                    }
+                }
                 let mut removed = 0;
-                for k in &index {
-                    if let Some(id) = cards_id(card_keys.remove(k.as_slice())?)
-                        && tx_remove_entry(cards, card_keys, card_lru, id)?
-                    {
+                for pk in &reachable {
+                    if tx_remove_entry(cards, card_keys, card_lru, pk)? {
                         removed += 1;
                     }
                 }
@@ -252,66 +286,72 @@ impl Store {
 
     fn get_card<T: DeserializeOwned>(
         &self,
-        index: Vec<u8>,
+        lookup: Vec<u8>,
     ) -> Result<Option<CachedCard<T>>, StoreError> {
-        let bytes = {
+        let (pk, bytes) = {
             let _guard = self.cache_lock.lock().unwrap_or_else(|p| p.into_inner());
-            let Some(id) = cards_id(self.card_keys.get(&index)?) else {
-                return Ok(None);
-            };
-            let Some(bytes) = self.cards.get(key(id))? else {
-                return Ok(None);
+            let (pk, bytes) = match self.cards.get(&lookup)? {
+                Some(bytes) => (lookup, bytes),
+                // A cardCode of a card also known by wxCode is a secondary key.
+                None if lookup[0] == b'c' => {
+                    let Some(pk) = self.card_keys.get(&lookup)? else {
+                        return Ok(None);
+                    };
+                    let Some(bytes) = self.cards.get(&pk)? else {
+                        return Ok(None);
+                    };
+                    (pk.to_vec(), bytes)
+                }
+                None => return Ok(None),
             };
             let old_seq = decode_entry(&bytes)
-                .map_err(|e| e.into_store("card entry", id))?
+                .map_err(|e| e.into_store("card entry", key_id(&pk)))?
                 .seq;
-            // Touch: new LRU key first, then the entry, then drop the old key. A crash between
-            // steps leaves at worst a stale LRU key, which eviction skips and deletes.
-            let seq = self.access_seq.fetch_add(1, Ordering::Relaxed);
-            self.card_lru.insert(key(seq), &key(id))?;
-            let mut patched = bytes.to_vec();
-            patched[SEQ_OFFSET..SEQ_OFFSET + 8].copy_from_slice(&seq.to_be_bytes());
-            self.cards.insert(key(id), patched)?;
-            self.card_lru.remove(key(old_seq))?;
-            (id, bytes)
+            // A card moved within the last eighth of `max_cards` accesses is far from
+            // eviction: moving it again would only cost writes.
+            let recent = self.config.max_cards / 8;
+            if self
+                .access_seq
+                .load(Ordering::Relaxed)
+                .saturating_sub(old_seq)
+                > recent
+            {
+                // New LRU key first, then the entry, then drop the old key. A crash between
+                // steps leaves at worst a stale LRU key, which eviction skips.
+                let seq = self.access_seq.fetch_add(1, Ordering::Relaxed);
+                self.card_lru.insert(key(seq), pk.as_slice())?;
+                let mut patched = bytes.to_vec();
+                patched[SEQ_OFFSET..SEQ_OFFSET + 8].copy_from_slice(&seq.to_be_bytes());
+                self.cards.insert(pk.as_slice(), patched)?;
+                self.card_lru.remove(key(old_seq))?;
+            }
+            (pk, bytes)
         };
-        let (id, bytes) = bytes;
-        let e = decode_entry(&bytes).map_err(|e| e.into_store("card entry", id))?;
-        let value = codec::decode_payload(e.payload).map_err(|e| e.into_store("card entry", id))?;
-        let keys = CardKeys {
-            wx_code: (!e.wx.is_empty()).then(|| e.wx.to_string()),
-            card_code: (!e.card.is_empty()).then(|| e.card.to_string()),
-        };
-        Ok(Some(CachedCard {
-            keys,
-            fetched_at_ms: e.fetched_at_ms,
-            value,
-        }))
+        decode_card(&pk, &bytes).map(Some)
     }
 
     /// Evicts least recently used cards until at most `max_cards` remain. Caller holds
     /// `cache_lock`.
-    fn evict_over_limit(&self) -> Result<(), StoreError> {
+    pub(super) fn evict_over_limit(&self) -> Result<(), StoreError> {
         while self.card_count()? > self.config.max_cards {
-            let Some((seq_key, id_bytes)) = self.card_lru.first()? else {
+            let Some((seq_key, pk)) = self.card_lru.first()? else {
                 log::error!("store: card count above the limit but the LRU index is empty");
                 return Ok(());
             };
             let seq = parse_u64(&seq_key).ok_or(StoreError::Meta { key: "card_lru" })?;
-            let id = parse_u64(&id_bytes).ok_or(StoreError::Meta { key: "card_lru" })?;
-            let current = match self.cards.get(key(id))? {
+            let current = match self.cards.get(&pk)? {
                 Some(b) => decode_entry(&b).ok().map(|e| e.seq),
                 None => None,
             };
-            if current != Some(seq) && current.is_some() {
-                // A stale key left by an interrupted touch: the entry lives on at a later seq.
+            if current.is_some() && current != Some(seq) {
+                // A stale key left by a move: the entry lives on at a later sequence.
                 self.card_lru.remove(seq_key)?;
                 continue;
             }
             (&self.cards, &self.card_keys, &self.card_lru, &self.meta)
                 .transaction(|(cards, card_keys, card_lru, meta)| {
                     card_lru.remove(&seq_key)?;
-                    if tx_remove_entry(cards, card_keys, card_lru, id)? {
+                    if tx_remove_entry(cards, card_keys, card_lru, &pk)? {
                         let count = meta::tx_get(meta, meta::CARDS_COUNT)?;
                         meta::tx_set(meta, meta::CARDS_COUNT, count.saturating_sub(1))?;
                     }

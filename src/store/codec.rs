@@ -40,8 +40,19 @@ pub(crate) fn encode_payload<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>
 }
 
 /// Decodes a JSON payload.
+///
+/// The error names the kind and place of the failure but never quotes the payload:
+/// serde_json's own messages quote offending values ("invalid type: string \"1380...\""),
+/// and a queued write's values are personal data that must not reach a log.
 pub(crate) fn decode_payload<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
-    serde_json::from_slice(bytes).map_err(|e| DecodeError(format!("payload: {e}")))
+    serde_json::from_slice(bytes).map_err(|e| {
+        DecodeError(format!(
+            "payload does not decode as the expected type ({:?} error at line {} column {})",
+            e.classify(),
+            e.line(),
+            e.column()
+        ))
+    })
 }
 
 /// Appends fields to a record.
@@ -147,6 +158,25 @@ mod tests {
             assert!(r.is_err(), "cut at {cut} decoded");
         }
         assert!(Reader::new(&[9, 0]).is_err());
+    }
+
+    #[test]
+    fn decode_errors_never_quote_the_payload() {
+        #[derive(serde::Deserialize, Debug)]
+        struct Member {
+            #[allow(dead_code)]
+            phone: u64,
+        }
+        for bad in [
+            &br#"{"phone":"13812345678"}"#[..],
+            br#"{"phone":13812345678,"x":"13812345678""#,
+        ] {
+            let e = decode_payload::<Member>(bad).unwrap_err();
+            assert!(!e.0.contains("1381234"), "{}", e.0);
+        }
+        // serde_json itself would have quoted it.
+        let raw = serde_json::from_slice::<Member>(br#"{"phone":"13812345678"}"#).unwrap_err();
+        assert!(raw.to_string().contains("13812345678"));
     }
 
     #[test]

@@ -41,7 +41,8 @@ pub enum StoreError {
     #[error("store: cannot encode value: {0}")]
     Encode(#[source] serde_json::Error),
     /// A stored record could not be decoded (damaged bytes, or a payload type that no longer
-    /// matches). `id` is the outbox or card entry id, so the caller can dead-letter or drop it.
+    /// matches). `id` is the outbox id, so the caller can dead-letter it (0 for a card entry:
+    /// the caller knows the code it looked up and can `remove_card` it).
     #[error("store: cannot decode {what} {id}: {reason}")]
     Decode {
         what: &'static str,

@@ -8,7 +8,6 @@ use super::codec::parse_u64;
 
 pub(crate) const SCHEMA: &[u8] = b"schema";
 pub(crate) const CARDS_COUNT: &[u8] = b"cards.count";
-pub(crate) const CARDS_NEXT_ID: &[u8] = b"cards.next_id";
 pub(crate) const OUTBOX_COUNT: &[u8] = b"outbox.count";
 pub(crate) const OUTBOX_NEXT_ID: &[u8] = b"outbox.next_id";
 pub(crate) const DEAD_COUNT: &[u8] = b"dead.count";
@@ -20,7 +19,6 @@ fn name(key: &[u8]) -> &'static str {
     match key {
         SCHEMA => "schema",
         CARDS_COUNT => "cards.count",
-        CARDS_NEXT_ID => "cards.next_id",
         OUTBOX_COUNT => "outbox.count",
         OUTBOX_NEXT_ID => "outbox.next_id",
         DEAD_COUNT => "dead.count",

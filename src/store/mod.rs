@@ -7,20 +7,26 @@
 //! will not open live in one place.
 //!
 //! The store is generic over the payload: values are any `T: Serialize + DeserializeOwned`,
-//! encoded as JSON behind a small fixed binary header (see [`codec`]). JSON keeps a queued
-//! write readable by an operator tool and tolerant of added optional fields across upgrades;
-//! the payloads are a few hundred bytes, so its cost is noise next to an fsync.
+//! encoded as JSON behind a small fixed binary header (see `codec.rs`). JSON stays tolerant
+//! of added optional fields across upgrades and is easy to inspect in an operator tool
+//! built on this API; the payloads are a few hundred bytes, so its cost is noise next to an
+//! fsync. Outbox payloads are additionally sealed (`seal.rs`).
 //!
 //! # Layout (sled trees)
 //! - `meta`: counters kept transactionally with the data they count (`cards.count`,
-//!   `cards.next_id`, `outbox.count`, `dead.count`, `outbox.next_id`) and `schema`.
-//!   Lengths are read from here, so nothing is scanned or counted at open.
-//! - `cards`: card entry id (u64 BE) -> header + JSON value ([`cache`]).
-//! - `card_keys`: `w` + wxCode or `c` + cardCode -> card entry id.
-//! - `card_lru`: access sequence (u64 BE) -> card entry id; the first key is the least
+//!   `outbox.count`, `dead.count`, `outbox.next_id`) and `schema`. Lengths are read from
+//!   here, so nothing is scanned or counted at open.
+//! - `cards`: primary key (`w` + wxCode, or `c` + cardCode when no wxCode is known) ->
+//!   header + JSON value (`cache.rs`).
+//! - `card_keys`: `c` + cardCode -> primary key, for cards known by both codes.
+//! - `card_lru`: access sequence (u64 BE) -> primary key; the first key is the least
 //!   recently used card.
-//! - `outbox`: outbox id (u64 BE) -> header + JSON value ([`outbox`]); key order is replay order.
-//! - `dead`: outbox id (u64 BE) -> dead-letter header (status, message, times) + JSON value.
+//! - `outbox`: outbox id (u64 BE) -> header + sealed JSON value (`outbox.rs`, `seal.rs`); key
+//!   order is replay order.
+//! - `dead`: outbox id (u64 BE) -> dead-letter header (status, message, times) + sealed value.
+//!
+//! Besides sled's files the directory holds `queued.count` (a sidecar, see `fsutil.rs`) and
+//! `outbox.key` (the sealing key, see `seal.rs`).
 //!
 //! **Architecture Invariant:** the store never decides whether an answer is fresh, stale or
 //! valid, and never talks to the network: it keeps what the service gives it, with times the
@@ -33,6 +39,7 @@ mod fsutil;
 mod meta;
 mod open;
 mod outbox;
+mod seal;
 
 pub use cache::{CachedCard, CardKeys};
 pub use error::StoreError;
@@ -41,8 +48,8 @@ pub use outbox::{DeadLetter, OutboxEntry, OutboxId, OutboxStats};
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::atomic::AtomicU64;
+use std::sync::{Mutex, RwLock};
 
 /// Largest encoded value the store accepts (cards and queued writes alike).
 ///
@@ -101,6 +108,8 @@ pub struct Store {
     cache_lock: Mutex<()>,
     /// Next access sequence for the LRU tree; starts past the largest one on disk.
     access_seq: AtomicU64,
+    /// The key that seals outbox payloads; rotated (write lock) when the outbox drains.
+    sealer: RwLock<seal::Sealer>,
     /// The queued-writes sidecar file and the highest acknowledged outbox id, under the lock
     /// that keeps the file's updates in order.
     sidecar: Mutex<(File, u64)>,
@@ -130,6 +139,30 @@ impl Store {
         })
     }
 
+    /// Closes the store and returns once sled has let go of its files, so another process
+    /// can open the store at once. (Dropping a `Store` also syncs and closes it, but sled's
+    /// IO threads may hold the data file, and its lock, a moment longer.)
+    pub fn close(self) -> Result<(), StoreError> {
+        let path = self.dir.join("db");
+        let io_err = |source| StoreError::Io {
+            op: "wait for sled to release",
+            path: path.clone(),
+            source,
+        };
+        // A second descriptor on our own open file description: it never held sled's lock,
+        // so a blocking flock on it waits exactly until sled's descriptor is closed.
+        let probe = self.db_file.try_clone().map_err(io_err)?;
+        drop(self);
+        use std::os::unix::io::AsRawFd;
+        // SAFETY: flock on a descriptor we own; blocking until sled's lock is released.
+        if unsafe { libc::flock(probe.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            return Err(io_err(std::io::Error::last_os_error()));
+        }
+        // SAFETY: as above; closing `probe` would release it too.
+        unsafe { libc::flock(probe.as_raw_fd(), libc::LOCK_UN) };
+        Ok(())
+    }
+
     /// Bytes sled reports on disk for the whole store (data file, blobs, snapshots).
     pub fn size_on_disk(&self) -> Result<u64, StoreError> {
         Ok(self.db.size_on_disk()?)
@@ -157,5 +190,15 @@ impl std::fmt::Debug for Store {
             .field("dir", &self.dir)
             .field("config", &self.config)
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The service shares one store between its lookup path and the replay task.
+    #[test]
+    fn store_is_send_and_sync() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<super::Store>();
     }
 }

@@ -11,12 +11,12 @@
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::atomic::AtomicU64;
+use std::sync::{Mutex, RwLock};
 use std::time::SystemTime;
 
 use super::codec::parse_u64;
-use super::{Store, StoreConfig, StoreError, fsutil, meta};
+use super::{Store, StoreConfig, StoreError, fsutil, meta, seal};
 
 /// What happened while opening the store.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,12 +27,15 @@ pub struct OpenReport {
     pub quarantined: Option<Quarantined>,
     /// Set when sled opened the store but without writes it had acknowledged.
     pub lost_acknowledged: Option<LostAcknowledged>,
-    /// Cards in the cache after open.
+    /// Cards in the cache as found (before eviction to a lowered `max_cards`).
     pub cards: u64,
     /// Writes waiting in the outbox after open.
     pub pending: u64,
     /// Dead letters after open.
     pub dead: u64,
+    /// The outbox sealing key was missing or damaged while writes were queued: those
+    /// writes cannot be read (they yield `StoreError::Decode` with their ids).
+    pub sealing_key_replaced: bool,
 }
 
 /// A store that was moved aside because sled could not open it.
@@ -127,9 +130,12 @@ impl Store {
         let (cards, card_keys, card_lru) = (tree("cards")?, tree("card_keys")?, tree("card_lru")?);
         let (outbox, dead) = (tree("outbox")?, tree("dead")?);
 
+        // Whether this open wrote anything that must be durable before we go on.
+        let mut wrote = false;
         match meta.get(meta::SCHEMA)? {
             None => {
                 meta.insert(meta::SCHEMA, &meta::SCHEMA_VERSION.to_be_bytes()[..])?;
+                wrote = true;
             }
             Some(v) => {
                 let found = parse_u64(&v).ok_or(StoreError::Meta { key: "schema" })?;
@@ -155,6 +161,7 @@ impl Store {
                 );
                 // Never hand out a lost write's id again: the cashier was told it.
                 meta.insert(meta::OUTBOX_NEXT_ID, &(p.acked + 1).to_be_bytes()[..])?;
+                wrote = true;
                 Some(LostAcknowledged {
                     last_acked_id: p.acked,
                     recovered_next_id: next_id,
@@ -169,20 +176,40 @@ impl Store {
         };
         let db_path = dir.join("db");
         let db_file = File::open(&db_path).map_err(io_err("open for fsync", &db_path))?;
-        // The schema key is made durable before the sidecar exists (see `initialised`).
-        db.flush()?;
-        db_file.sync_all().map_err(io_err("fsync", &db_path))?;
+        // The schema key is made durable before the sidecar exists (see `initialised`). An
+        // open that wrote nothing skips this: it costs tens of ms on a large store.
+        if wrote {
+            db.flush()?;
+            db_file.sync_all().map_err(io_err("fsync", &db_path))?;
+        }
         let sidecar =
             fsutil::open_sidecar(&dir).map_err(io_err("open the sidecar file in", &dir))?;
 
-        let report = OpenReport {
+        let (sealer, key_state) =
+            seal::Sealer::open(&dir).map_err(io_err("open the sealing key in", &dir))?;
+        let mut report = OpenReport {
             created,
             quarantined,
             lost_acknowledged,
             cards: meta::get(&meta, meta::CARDS_COUNT)?,
             pending: meta::get(&meta, meta::OUTBOX_COUNT)?,
             dead: meta::get(&meta, meta::DEAD_COUNT)?,
+            sealing_key_replaced: false,
         };
+        if key_state != seal::KeyState::Loaded && report.pending + report.dead > 0 {
+            log::error!(
+                "STORE SEALING KEY {}: {} holds {} queued writes sealed with a key that is \
+                 gone; they cannot be read and will NOT be delivered",
+                if key_state == seal::KeyState::Created {
+                    "MISSING"
+                } else {
+                    "DAMAGED"
+                },
+                dir.display(),
+                report.pending + report.dead
+            );
+            report.sealing_key_replaced = true;
+        }
         let acked = next_id
             .saturating_sub(1)
             .max(lost_acknowledged.map_or(0, |l| l.last_acked_id));
@@ -208,14 +235,22 @@ impl Store {
             cache_lock: Mutex::new(()),
             access_seq: AtomicU64::new(next_seq),
             sidecar: Mutex::new((sidecar, acked)),
+            sealer: RwLock::new(sealer),
         };
-        // The schema key and the files sled just created become durable and private now, so
-        // the first acknowledged enqueue does not depend on directory entries still in cache.
-        store.sync()?;
+        // A limit lowered since the last run applies at once.
+        {
+            let _guard = store.cache_lock.lock().unwrap_or_else(|p| p.into_inner());
+            store.evict_over_limit()?;
+        }
         fsutil::restrict_tree(&dir).map_err(io_err("restrict file modes in", &dir))?;
-        fsutil::sync_dir(&dir).map_err(io_err("fsync", &dir))?;
-        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-            fsutil::sync_dir(parent).map_err(io_err("fsync", parent))?;
+        // The schema key is durable already (above); when this open created the store, its
+        // directory entries become durable too, so the first acknowledged enqueue does not
+        // depend on entries still in the page cache.
+        if created {
+            fsutil::sync_dir(&dir).map_err(io_err("fsync", &dir))?;
+            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                fsutil::sync_dir(parent).map_err(io_err("fsync", parent))?;
+            }
         }
         Ok((store, report))
     }

@@ -19,8 +19,9 @@
 //!
 //! **Removal** ([`Store::remove_delivered`]) is not fsynced: a removal lost in a crash means
 //! one resend, which the service's at-least-once replay must recognise anyway. Call
-//! [`Store::sync`] after a batch. sled is log-structured: a removed value's bytes stay in the
-//! `db` file until sled rewrites or reuses that segment (see docs/store.md).
+//! [`Store::sync`] after a batch. sled is log-structured, so a removed value's bytes stay in
+//! the `db` file for a while; payloads are therefore sealed ([`super::seal`]) and the key is
+//! overwritten whenever the outbox and dead letters drain (see docs/store.md).
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -29,6 +30,7 @@ use sled::transaction::ConflictableTransactionError;
 
 use super::codec::{self, Reader, Writer, key, parse_u64};
 use super::meta::{self, TxError};
+use super::seal::{KEY_FILE, Sealer};
 use super::{Store, StoreError, fsutil};
 
 /// The id of a queued write: increasing in enqueue order, never reused.
@@ -71,13 +73,15 @@ pub struct OutboxStats {
 }
 
 fn decode_pending<T: DeserializeOwned>(
+    sealer: &Sealer,
     id: u64,
     bytes: &[u8],
 ) -> Result<OutboxEntry<T>, StoreError> {
     let err = |e: codec::DecodeError| e.into_store("outbox entry", id);
     let mut r = Reader::new(bytes).map_err(err)?;
     let enqueued_at_ms = r.u64().map_err(err)?;
-    let value = codec::decode_payload(r.rest()).map_err(err)?;
+    let plain = sealer.open_sealed(id, r.rest()).map_err(err)?;
+    let value = codec::decode_payload(&plain).map_err(err)?;
     Ok(OutboxEntry {
         id,
         enqueued_at_ms,
@@ -85,14 +89,19 @@ fn decode_pending<T: DeserializeOwned>(
     })
 }
 
-fn decode_dead<T: DeserializeOwned>(id: u64, bytes: &[u8]) -> Result<DeadLetter<T>, StoreError> {
+fn decode_dead<T: DeserializeOwned>(
+    sealer: &Sealer,
+    id: u64,
+    bytes: &[u8],
+) -> Result<DeadLetter<T>, StoreError> {
     let err = |e: codec::DecodeError| e.into_store("dead letter", id);
     let mut r = Reader::new(bytes).map_err(err)?;
     let enqueued_at_ms = r.u64().map_err(err)?;
     let dead_at_ms = r.u64().map_err(err)?;
     let status = r.i64().map_err(err)?;
     let message = r.str().map_err(err)?.to_string();
-    let value = codec::decode_payload(r.rest()).map_err(err)?;
+    let plain = sealer.open_sealed(id, r.rest()).map_err(err)?;
+    let value = codec::decode_payload(&plain).map_err(err)?;
     Ok(DeadLetter {
         id,
         enqueued_at_ms,
@@ -129,8 +138,9 @@ impl Store {
         value: &T,
     ) -> Result<OutboxId, StoreError> {
         let payload = codec::encode_payload(value)?;
-        let record = Writer::new(8 + payload.len()).u64(now_ms).rest(&payload);
         let max = self.config.max_outbox;
+        // Held until the entry is committed, so the key cannot rotate under it.
+        let sealer = self.sealer.read().unwrap_or_else(|p| p.into_inner());
         let id = (&self.outbox, &self.meta).transaction(|(outbox, meta)| {
             let pending = meta::tx_get(meta, meta::OUTBOX_COUNT)?;
             let dead = meta::tx_get(meta, meta::DEAD_COUNT)?;
@@ -139,10 +149,19 @@ impl Store {
             }
             let id = meta::tx_get(meta, meta::OUTBOX_NEXT_ID)?.max(1);
             meta::tx_set(meta, meta::OUTBOX_NEXT_ID, id + 1)?;
-            outbox.insert(&key(id), record.as_slice())?;
+            let sealed = sealer.seal(id, &payload).map_err(|source| {
+                abort(StoreError::Io {
+                    op: "seal a queued write with",
+                    path: self.dir.join(KEY_FILE),
+                    source,
+                })
+            })?;
+            let record = Writer::new(8 + sealed.len()).u64(now_ms).rest(&sealed);
+            outbox.insert(&key(id), record)?;
             meta::tx_set(meta, meta::OUTBOX_COUNT, pending + 1)?;
             Ok(id)
         })?;
+        drop(sealer);
         self.sync()?;
         self.update_sidecar(Some(id));
         Ok(id)
@@ -154,7 +173,12 @@ impl Store {
             None => Ok(None),
             Some((k, v)) => {
                 let id = parse_u64(&k).ok_or(StoreError::Meta { key: "outbox key" })?;
-                decode_pending(id, &v).map(Some)
+                decode_pending(
+                    &self.sealer.read().unwrap_or_else(|p| p.into_inner()),
+                    id,
+                    &v,
+                )
+                .map(Some)
             }
         }
     }
@@ -167,7 +191,11 @@ impl Store {
         self.outbox.iter().map(|kv| {
             let (k, v) = kv?;
             let id = parse_u64(&k).ok_or(StoreError::Meta { key: "outbox key" })?;
-            decode_pending(id, &v)
+            decode_pending(
+                &self.sealer.read().unwrap_or_else(|p| p.into_inner()),
+                id,
+                &v,
+            )
         })
     }
 
@@ -182,6 +210,9 @@ impl Store {
             Ok(true)
         })?;
         self.update_sidecar(None);
+        if removed {
+            self.shred_if_drained();
+        }
         Ok(removed)
     }
 
@@ -230,7 +261,11 @@ impl Store {
         self.dead.iter().map(|kv| {
             let (k, v) = kv?;
             let id = parse_u64(&k).ok_or(StoreError::Meta { key: "dead key" })?;
-            decode_dead(id, &v)
+            decode_dead(
+                &self.sealer.read().unwrap_or_else(|p| p.into_inner()),
+                id,
+                &v,
+            )
         })
     }
 
@@ -282,6 +317,9 @@ impl Store {
             Ok(true)
         })?;
         self.update_sidecar(None);
+        if dropped {
+            self.shred_if_drained();
+        }
         Ok(dropped)
     }
 
@@ -317,6 +355,30 @@ impl Store {
             .outbox_stats()?
             .oldest_enqueued_at_ms
             .map(|t| now_ms.saturating_sub(t)))
+    }
+
+    /// When no write is pending or dead, makes that durable and overwrites the sealing key,
+    /// so the bytes of every settled write left in sled's log can no longer be read. A
+    /// failure is logged and retried at the next drain.
+    fn shred_if_drained(&self) {
+        let mut sealer = self.sealer.write().unwrap_or_else(|p| p.into_inner());
+        let drained = meta::get(&self.meta, meta::OUTBOX_COUNT)
+            .and_then(|p| Ok(p + meta::get(&self.meta, meta::DEAD_COUNT)?))
+            .map(|n| n == 0);
+        let result = match drained {
+            Ok(false) => return,
+            Ok(true) => self.sync().and_then(|()| {
+                sealer.rotate().map_err(|source| StoreError::Io {
+                    op: "rotate the sealing key",
+                    path: self.dir.join(KEY_FILE),
+                    source,
+                })
+            }),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = result {
+            log::warn!("store: outbox drained but its sealing key was not rotated: {e}");
+        }
     }
 
     /// Rewrites the sidecar; `acked` is an id whose enqueue was just fsynced. A failure
