@@ -277,3 +277,22 @@ mod tests {
         assert!(err.to_string().contains("deadline_ms"), "{err}");
     }
 }
+
+#[cfg(test)]
+mod example {
+    use super::*;
+
+    /// The shipped example is valid and shows the defaults (so README and the file agree
+    /// with the code).
+    #[test]
+    fn the_example_config_is_valid_and_shows_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/wxcardd.toml");
+        let config = Config::load(&path).unwrap();
+        let defaults = Config::default();
+        assert_eq!(config.api, defaults.api);
+        assert_eq!(config.service, defaults.service);
+        assert_eq!(config.store, defaults.store);
+        assert_eq!(config.control, defaults.control);
+        assert!(config.scanners.is_empty());
+    }
+}

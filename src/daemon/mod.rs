@@ -68,7 +68,7 @@ pub async fn run(mut config: Config, options: RunOptions) -> anyhow::Result<()> 
     let engine = Arc::new(Engine::new(service.clone(), events.clone(), classifier));
     let (stop_tx, stop_rx) = watch::channel(false);
 
-    let gid = match &config.control.group {
+    let gid = match config.control.group.as_deref().filter(|g| !g.is_empty()) {
         Some(name) => match nix::unistd::Group::from_name(name) {
             Ok(Some(group)) => Some(group.gid.as_raw()),
             _ => {
