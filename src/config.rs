@@ -8,9 +8,11 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use wxcard_hal::display::DisplayConfig;
 use wxcard_hal::scanner::{ClassifyConfig, ScannerConfig};
 
 use crate::api::ApiConfig;
+use crate::daemon::paycode::PayCodeConfig;
 use crate::service::ServiceConfig;
 use crate::store::StoreConfig;
 
@@ -39,6 +41,12 @@ pub struct Config {
     /// `[classify]`: which scanned codes are member card codes (docs/scanners.md).
     #[serde(default)]
     pub classify: ClassifyConfig,
+    /// `[display]`: the customer display (docs/display.md).
+    #[serde(default)]
+    pub display: DisplayConfig,
+    /// `[paycode]`: pay-code lifetime and refresh.
+    #[serde(default)]
+    pub paycode: PayCodeConfig,
 }
 
 /// `[store]` in the config file.
@@ -238,6 +246,12 @@ impl Config {
         }
         if let Err(e) = wxcard_hal::scanner::Classifier::new(&self.classify) {
             return Err(invalid("classify.rules", &e.to_string()));
+        }
+        if self.paycode.ttl_s == 0 || self.paycode.refresh_before_s >= self.paycode.ttl_s {
+            return Err(invalid(
+                "paycode.refresh_before_s",
+                "must be less than paycode.ttl_s (and ttl_s more than 0)",
+            ));
         }
         if self.control.subscriber_queue == 0 {
             return Err(invalid("control.subscriber_queue", "must be more than 0"));

@@ -213,3 +213,74 @@ fn a_slow_subscriber_is_dropped_and_the_daemon_keeps_answering() {
     assert_eq!(overrun["error"]["code"], "overrun", "{overrun}");
     assert!(busy.request(&Command::Status).unwrap()["class"] == "RESULT");
 }
+
+#[test]
+fn a_pay_code_request_yields_a_png_whose_qr_is_the_simulators_pay_code() {
+    use support::display_support::decode_png;
+    use wxcardd::control::protocol::WxCodeParams;
+
+    let sim = SimProcess::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let png = dir.path().join("display.png");
+    let display = format!(
+        "\n[display]\nbackends = [\"png\"]\nshop_name = \"Test shop\"\n\n[display.png]\npath = \"{}\"\n",
+        png.display()
+    );
+    let (config, socket) = daemon_config(dir.path(), &sim.base_url(), "", &display);
+    let daemon = DaemonProcess::start(&config, &socket, &[]);
+    let mut client = daemon.client();
+    let answer = client
+        .request(&Command::PayCodeShow(WxCodeParams {
+            wx_code: ACTIVE.into(),
+        }))
+        .unwrap();
+    assert_eq!(answer["class"], "RESULT", "{answer}");
+    let code = answer["result"]["pay_code"].as_str().unwrap().to_owned();
+    assert_eq!(code.len(), 18);
+    assert_eq!(answer["result"]["displays"], 1);
+
+    // The display is drawn off the request path; wait (bounded) for the snapshot.
+    let started = std::time::Instant::now();
+    let decoded = loop {
+        if let Ok(bytes) = std::fs::read(&png) {
+            let (_, _, codes) = decode_png(&bytes);
+            if !codes.is_empty() {
+                break codes;
+            }
+        }
+        assert!(
+            started.elapsed().as_secs() < 20,
+            "no QR in {}",
+            png.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert_eq!(decoded, vec![code.clone()]);
+    // The simulator issued exactly that code, valid now.
+    let mut check = ureq::get(&format!("http://{}/admin/paycodes/{code}", sim.admin))
+        .call()
+        .unwrap();
+    let body = check.body_mut().read_to_string().unwrap();
+    assert!(body.contains("\"status\":200"), "{body}");
+
+    // Offline: no pay code, and the display says so instead of showing an old one.
+    sim.set_fault("refuse");
+    let answer = client
+        .request(&Command::PayCodeShow(WxCodeParams {
+            wx_code: ACTIVE.into(),
+        }))
+        .unwrap();
+    assert_eq!(answer["class"], "ERROR", "{answer}");
+    let started = std::time::Instant::now();
+    loop {
+        let (_, _, codes) = decode_png(&std::fs::read(&png).unwrap());
+        if codes.is_empty() {
+            break;
+        }
+        assert!(
+            started.elapsed().as_secs() < 20,
+            "the old pay code is still shown"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}

@@ -9,9 +9,11 @@ use std::time::Instant;
 use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::sync::{Notify, broadcast};
+use wxcard_hal::display::{Message, Screen};
 use wxcard_hal::scanner::{Classifier, CodeKind, Symbology};
 
-use crate::control::protocol::{Command, ErrorCode, event_line};
+use super::display::CustomerScreen;
+use crate::control::protocol::{Command, ErrorCode, MessageLevel, event_line};
 use crate::control::server::{Answer, Handler};
 use crate::service::{CardService, Lookup, ServiceError, ServiceEvent, WriteOutcome};
 
@@ -21,6 +23,7 @@ pub struct Engine {
     events: broadcast::Sender<Value>,
     classifier: Mutex<Arc<Classifier>>,
     scanners: Mutex<BTreeMap<String, Value>>,
+    screen: Arc<CustomerScreen>,
     started: Instant,
     in_flight: AtomicUsize,
     idle: Notify,
@@ -43,12 +46,14 @@ impl Engine {
         service: CardService,
         events: broadcast::Sender<Value>,
         classifier: Classifier,
+        screen: Arc<CustomerScreen>,
     ) -> Self {
         Engine {
             service,
             events,
             classifier: Mutex::new(Arc::new(classifier)),
             scanners: Mutex::new(BTreeMap::new()),
+            screen,
             started: Instant::now(),
             in_flight: AtomicUsize::new(0),
             idle: Notify::new(),
@@ -129,7 +134,11 @@ impl Engine {
             }),
         );
         match kind {
-            CodeKind::WechatMemberCode => Ok(to_value(&self.lookup(code, None).await?)),
+            CodeKind::WechatMemberCode => {
+                let lookup = self.lookup(code, None).await?;
+                self.screen.show_lookup(&lookup);
+                Ok(to_value(&lookup))
+            }
             _ => Ok(json!({"code": code, "kind": kind_name, "looked_up": false})),
         }
     }
@@ -155,6 +164,7 @@ impl Engine {
             "uptime_s": self.started.elapsed().as_secs(),
             "service": service,
             "scanners": scanners,
+            "displays": self.screen.backends(),
         })
     }
 }
@@ -170,14 +180,28 @@ impl Handler for Engine {
             Command::Activate(p) => write_answer(self.service.activate(p.member).await),
             Command::Create(p) => write_answer(self.service.create(p.member).await),
             Command::Issue(p) => write_answer(self.service.issue(p.order).await),
-            Command::PayCodeShow(p) => match self.service.pay_code(&p.wx_code).await {
-                Ok(code) => Ok(json!({"wx_code": p.wx_code, "pay_code": code.0})),
-                Err(e) => Err((ErrorCode::Failed, e.to_string())),
-            },
-            Command::PayCodeClear | Command::DisplayMessage(_) | Command::DisplayIdle => Err((
-                ErrorCode::Failed,
-                "no customer display is configured".into(),
-            )),
+            Command::PayCodeShow(p) => {
+                match self.screen.show_pay_code(&self.service, &p.wx_code).await {
+                    Ok(code) => Ok(json!({
+                        "wx_code": p.wx_code,
+                        "pay_code": code,
+                        "displays": self.screen.backends(),
+                    })),
+                    Err(e) => Err((ErrorCode::Failed, e.to_string())),
+                }
+            }
+            Command::PayCodeClear | Command::DisplayIdle => {
+                self.screen.show(Screen::Idle);
+                Ok(json!({"screen": "idle", "displays": self.screen.backends()}))
+            }
+            Command::DisplayMessage(p) => {
+                let message = match p.level {
+                    MessageLevel::Info => Message::Info(p.text),
+                    MessageLevel::Error => Message::Error(p.text),
+                };
+                self.screen.show(Screen::Message(message));
+                Ok(json!({"screen": "message", "displays": self.screen.backends()}))
+            }
             Command::Scan(p) => self.on_scan(&p.scanner, &p.code, None).await,
             Command::Status => {
                 let status = self.service.status().await.map_err(failed)?;

@@ -6,9 +6,11 @@
 //! a deadline, syncs the store and exits 0. SIGHUP re-reads the config without touching the
 //! outbox or the socket.
 
+mod display;
 mod engine;
 pub mod logging;
 pub mod notify;
+pub mod paycode;
 mod scanners;
 
 use std::path::{Path, PathBuf};
@@ -65,7 +67,13 @@ pub async fn run(mut config: Config, options: RunOptions) -> anyhow::Result<()> 
     let (events, _) = broadcast::channel(1024);
     let classifier = wxcard_hal::scanner::Classifier::new(&config.classify)
         .context("invalid [classify] rules")?;
-    let engine = Arc::new(Engine::new(service.clone(), events.clone(), classifier));
+    let screen = display::CustomerScreen::start(&config.display, config.paycode.clone());
+    let engine = Arc::new(Engine::new(
+        service.clone(),
+        events.clone(),
+        classifier,
+        Arc::clone(&screen),
+    ));
     let (stop_tx, stop_rx) = watch::channel(false);
 
     let gid = match config.control.group.as_deref().filter(|g| !g.is_empty()) {
@@ -145,8 +153,11 @@ pub async fn run(mut config: Config, options: RunOptions) -> anyhow::Result<()> 
                     if let Ok(classifier) = wxcard_hal::scanner::Classifier::new(&new.classify) {
                         engine.set_classifier(classifier);
                     }
+                    screen.reload(&new.display, new.paycode.clone()).await;
                     config.scanners = new.scanners;
                     config.classify = new.classify;
+                    config.display = new.display;
+                    config.paycode = new.paycode;
                 }
                 let status = service.status().await?;
                 notify::ready(&status_line(status));

@@ -217,3 +217,7 @@ pub fn wait_event(
         }
     }
 }
+
+/// The display tests' QR decoding (rqrr, independent of the `qrcode` encoder), shared.
+#[path = "../../hal/tests/display_support/mod.rs"]
+pub mod display_support;
