@@ -12,6 +12,10 @@ struct Cli {
     /// The config file.
     #[arg(long, global = true, default_value = config::DEFAULT_PATH)]
     config: PathBuf,
+    /// Run on a built-in demo setup: simulated backend, codes typed on standard input, this
+    /// terminal as the customer display, a temporary store.
+    #[arg(long, conflicts_with = "config")]
+    demo: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -38,11 +42,13 @@ const EX_CONFIG: u8 = 78;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    wxcardd::daemon::logging::init(if cli.command.is_none() {
-        "info"
-    } else {
-        "warn"
-    });
+    // The demo's terminal is the customer display: only errors may write over it.
+    let default_log = match (&cli.command, cli.demo) {
+        (None, false) => "info",
+        (None, true) => "error",
+        (Some(_), _) => "warn",
+    };
+    wxcardd::daemon::logging::init(default_log);
     let load = || {
         Config::load(&cli.config).map_err(|e| {
             eprintln!("{e}");
@@ -66,25 +72,26 @@ fn main() -> ExitCode {
             println!("{}", report.text);
             ExitCode::from(u8::try_from(report.outcome.exit_code()).unwrap_or(1))
         }
+        None if cli.demo => match runtime().map(|rt| rt.block_on(wxcardd::daemon::demo())) {
+            Ok(Ok(())) => ExitCode::SUCCESS,
+            Ok(Err(e)) => {
+                eprintln!("wxcardd demo: {e:#}");
+                ExitCode::from(1)
+            }
+            Err(code) => code,
+        },
         None => {
             let config = match load() {
                 Ok(c) => c,
                 Err(code) => return code,
             };
-            let runtime = match tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .max_blocking_threads(16)
-                .enable_all()
-                .build()
-            {
+            let runtime = match runtime() {
                 Ok(rt) => rt,
-                Err(e) => {
-                    log::error!("cannot start the async runtime: {e}");
-                    return ExitCode::from(71);
-                }
+                Err(code) => return code,
             };
             let options = wxcardd::daemon::RunOptions {
                 config_path: Some(cli.config.clone()),
+                pay_code_after_scan: false,
             };
             match runtime.block_on(wxcardd::daemon::run(config, options)) {
                 Ok(()) => ExitCode::SUCCESS,
@@ -95,4 +102,16 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(16)
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            log::error!("cannot start the async runtime: {e}");
+            ExitCode::from(71)
+        })
 }

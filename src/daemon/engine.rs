@@ -15,7 +15,7 @@ use wxcard_hal::scanner::{Classifier, CodeKind, Symbology};
 use super::display::CustomerScreen;
 use crate::control::protocol::{Command, ErrorCode, MessageLevel, event_line};
 use crate::control::server::{Answer, Handler};
-use crate::service::{CardService, Lookup, ServiceError, ServiceEvent, WriteOutcome};
+use crate::service::{CardService, Lookup, LookupAnswer, ServiceError, ServiceEvent, WriteOutcome};
 
 /// The daemon's request handler and event source.
 pub struct Engine {
@@ -24,6 +24,7 @@ pub struct Engine {
     classifier: Mutex<Arc<Classifier>>,
     scanners: Mutex<BTreeMap<String, Value>>,
     screen: Arc<CustomerScreen>,
+    pay_code_after_scan: bool,
     started: Instant,
     in_flight: AtomicUsize,
     idle: Notify,
@@ -47,6 +48,7 @@ impl Engine {
         events: broadcast::Sender<Value>,
         classifier: Classifier,
         screen: Arc<CustomerScreen>,
+        pay_code_after_scan: bool,
     ) -> Self {
         Engine {
             service,
@@ -54,6 +56,7 @@ impl Engine {
             classifier: Mutex::new(Arc::new(classifier)),
             scanners: Mutex::new(BTreeMap::new()),
             screen,
+            pay_code_after_scan,
             started: Instant::now(),
             in_flight: AtomicUsize::new(0),
             idle: Notify::new(),
@@ -137,6 +140,13 @@ impl Engine {
             CodeKind::WechatMemberCode => {
                 let lookup = self.lookup(code, None).await?;
                 self.screen.show_lookup(&lookup);
+                if self.pay_code_after_scan && matches!(lookup.answer, LookupAnswer::Card { .. }) {
+                    // Let the customer read the card first, then the pay code (the demo).
+                    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+                    if let Err(e) = self.screen.show_pay_code(&self.service, code).await {
+                        log::warn!("pay code for the scanned card: {e}");
+                    }
+                }
                 Ok(to_value(&lookup))
             }
             _ => Ok(json!({"code": code, "kind": kind_name, "looked_up": false})),

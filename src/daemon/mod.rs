@@ -6,6 +6,7 @@
 //! a deadline, syncs the store and exits 0. SIGHUP re-reads the config without touching the
 //! outbox or the socket.
 
+mod demo;
 mod display;
 mod engine;
 pub mod logging;
@@ -21,6 +22,7 @@ use anyhow::Context;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{broadcast, watch};
 
+pub use demo::demo;
 pub use engine::Engine;
 
 use crate::api::Client;
@@ -34,6 +36,8 @@ use crate::store::Store;
 pub struct RunOptions {
     /// The config file, re-read on SIGHUP (none for the demo's built-in config).
     pub config_path: Option<PathBuf>,
+    /// After a scanned card is shown, open its pay screen as a POS app would (the demo).
+    pub pay_code_after_scan: bool,
 }
 
 /// Where systemd's `LoadCredential=api-headers:...` puts the token file.
@@ -73,6 +77,7 @@ pub async fn run(mut config: Config, options: RunOptions) -> anyhow::Result<()> 
         events.clone(),
         classifier,
         Arc::clone(&screen),
+        options.pay_code_after_scan,
     ));
     let (stop_tx, stop_rx) = watch::channel(false);
 
