@@ -72,7 +72,7 @@ fn main() -> ExitCode {
             println!("{}", report.text);
             ExitCode::from(u8::try_from(report.outcome.exit_code()).unwrap_or(1))
         }
-        None if cli.demo => match runtime().map(|rt| rt.block_on(wxcardd::daemon::demo())) {
+        None if cli.demo => match runtime().map(|rt| finish(rt, wxcardd::daemon::demo())) {
             Ok(Ok(())) => ExitCode::SUCCESS,
             Ok(Err(e)) => {
                 eprintln!("wxcardd demo: {e:#}");
@@ -93,7 +93,7 @@ fn main() -> ExitCode {
                 config_path: Some(cli.config.clone()),
                 pay_code_after_scan: false,
             };
-            match runtime.block_on(wxcardd::daemon::run(config, options)) {
+            match finish(runtime, wxcardd::daemon::run(config, options)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     log::error!("{e:#}");
@@ -114,4 +114,12 @@ fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
             log::error!("cannot start the async runtime: {e}");
             ExitCode::from(71)
         })
+}
+
+/// Runs the daemon to its end, then stops the runtime without waiting on blocking reads that
+/// never end by themselves (a stdin scanner's read).
+fn finish<T>(runtime: tokio::runtime::Runtime, main: impl std::future::Future<Output = T>) -> T {
+    let result = runtime.block_on(main);
+    runtime.shutdown_timeout(std::time::Duration::from_millis(500));
+    result
 }
