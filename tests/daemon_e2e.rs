@@ -284,3 +284,84 @@ fn a_pay_code_request_yields_a_png_whose_qr_is_the_simulators_pay_code() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
+
+#[test]
+fn personal_data_never_reaches_the_log_and_leaves_the_store_after_delivery() {
+    use wxcardd::api::pii::{Address, Birthday, IdCard, Name, Phone, Pii};
+
+    let sim = SimProcess::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let (config, socket) = daemon_config(dir.path(), &sim.base_url(), "", "");
+    let log = dir.path().join("wxcardd.log");
+    let daemon =
+        DaemonProcess::start_logging_to(&config, &socket, &[("RUST_LOG", "trace")], Some(&log));
+    let secrets = [
+        "王小明",
+        "13912345678",
+        "110101199001011234",
+        "朝阳区光华路1号",
+        "1990-01-01",
+    ];
+    let member = |wx: &str| MemberInfo {
+        wx_code: wx.into(),
+        name: Some(Pii::<Name>::new(secrets[0])),
+        phone: Some(Pii::<Phone>::new(secrets[1])),
+        id_card: Some(Pii::<IdCard>::new(secrets[2])),
+        address: Some(Pii::<Address>::new(secrets[3])),
+        birthday: Some(Pii::<Birthday>::new(secrets[4])),
+        ..MemberInfo::default()
+    };
+    let mut client = daemon.client();
+    let mut events = daemon.client();
+    events.request(&Command::Subscribe).unwrap();
+    // Sent at once, queued while offline, refused by the backend, delivered on replay.
+    let online = client.request(&Command::Create(MemberParams {
+        member: member("855500000000000031"),
+    }));
+    assert_eq!(online.unwrap()["result"]["outcome"], "delivered");
+    sim.set_fault("refuse");
+    let queued = client
+        .request(&Command::Create(MemberParams {
+            member: member("855500000000000032"),
+        }))
+        .unwrap();
+    assert_eq!(queued["result"]["outcome"], "queued");
+    let listed = client.request(&Command::OutboxList).unwrap().to_string();
+    sim.set_fault("none");
+    wait_event(&mut events, "delivery", |v| {
+        is_event(v, "outbox") && v["kind"] == "delivered"
+    });
+    let status = daemon.signal_and_wait(libc::SIGTERM);
+    assert_eq!(status.code(), Some(0));
+
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        logged.contains("queued as outbox entry"),
+        "the log is really captured"
+    );
+    for secret in secrets {
+        assert!(!logged.contains(secret), "{secret} in the daemon's log");
+        assert!(!listed.contains(secret), "{secret} in outbox_list");
+    }
+    // Delivered: no personal data left readable anywhere in the store's files.
+    for entry in walk(&dir.path().join("store")) {
+        let bytes = std::fs::read(&entry).unwrap();
+        for secret in secrets {
+            let found = bytes.windows(secret.len()).any(|w| w == secret.as_bytes());
+            assert!(!found, "{secret} readable in {}", entry.display());
+        }
+    }
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}

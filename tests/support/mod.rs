@@ -104,6 +104,20 @@ pub struct DaemonProcess {
 impl DaemonProcess {
     /// Starts `wxcardd --config CONFIG` and waits for READY=1 (up to 20 s).
     pub fn start(config: &std::path::Path, socket: &std::path::Path, env: &[(&str, &str)]) -> Self {
+        Self::start_logging_to(config, socket, env, None)
+    }
+
+    /// Like [`DaemonProcess::start`], with the daemon's log (stderr) going to `log` if given.
+    pub fn start_logging_to(
+        config: &std::path::Path,
+        socket: &std::path::Path,
+        env: &[(&str, &str)],
+        log: Option<&std::path::Path>,
+    ) -> Self {
+        let stderr = match log {
+            Some(path) => Stdio::from(std::fs::File::create(path).unwrap()),
+            None => Stdio::inherit(),
+        };
         let dir = config.parent().unwrap();
         let notify_path = dir.join(format!("notify-{}.sock", std::process::id()));
         let _ = std::fs::remove_file(&notify_path);
@@ -119,7 +133,7 @@ impl DaemonProcess {
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::inherit())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("wxcardd starts");
         let mut daemon = DaemonProcess {
