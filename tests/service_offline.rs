@@ -330,3 +330,33 @@ async fn a_full_outbox_refuses_the_write_and_queues_nothing() {
         0
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_merchant_card_number_seen_before_is_looked_up_by_its_wxcode() {
+    let rig = rig(100).await;
+    assert!(
+        rig.service
+            .lookup_card_code("M0001001")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    rig.service.lookup(ACTIVE, None).await.unwrap();
+    let by_number = rig
+        .service
+        .lookup_card_code("M0001001")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(by_number.wx_code, ACTIVE);
+    assert_eq!(by_number.source, Source::Api);
+    rig.sim.set_fault(FaultMode::Refuse).await.unwrap();
+    let offline = rig
+        .service
+        .lookup_card_code("M0001001")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(offline.source, Source::Cache);
+    assert!(matches!(offline.answer, LookupAnswer::Card { .. }));
+}

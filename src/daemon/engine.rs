@@ -149,7 +149,23 @@ impl Engine {
                 }
                 Ok(to_value(&lookup))
             }
-            _ => Ok(json!({"code": code, "kind": kind_name, "looked_up": false})),
+            CodeKind::MerchantCardNumber => {
+                match self.service.lookup_card_code(code).await.map_err(failed)? {
+                    Some(lookup) => {
+                        self.publish("card", to_value(&lookup));
+                        self.screen.show_lookup(&lookup);
+                        Ok(to_value(&lookup))
+                    }
+                    None => {
+                        self.screen.show(Screen::Message(Message::Info(
+                            "请出示微信会员卡 Please show your WeChat member card".into(),
+                        )));
+                        Ok(json!({"code": code, "kind": kind_name, "looked_up": false,
+                                  "reason": "card number not seen before: scan the WeChat member code"}))
+                    }
+                }
+            }
+            CodeKind::Other => Ok(json!({"code": code, "kind": kind_name, "looked_up": false})),
         }
     }
 

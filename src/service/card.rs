@@ -99,6 +99,27 @@ impl CardService {
         blocking(move || inner.lookup(&wx, card_id.as_deref())).await
     }
 
+    /// A merchant card number (the printed card): the API looks cards up by wxCode only, so
+    /// the card's wxCode is taken from the cache (a card seen before) and looked up as usual,
+    /// network first. `None` when this card number was never seen.
+    pub async fn lookup_card_code(&self, card_code: &str) -> Result<Option<Lookup>, ServiceError> {
+        let inner = Arc::clone(&self.inner);
+        let code = card_code.to_owned();
+        let cached = blocking(move || inner.store.get_card_by_code::<CachedAnswer>(&code)).await;
+        let wx_code = match cached {
+            Ok(Some(entry)) => entry.keys.wx_code,
+            Ok(None) => None,
+            Err(e) => {
+                log::error!("card cache read failed: {e}");
+                None
+            }
+        };
+        match wx_code {
+            Some(wx) => self.lookup(&wx, None).await.map(Some),
+            None => Ok(None),
+        }
+    }
+
     /// activemember: sent now, or queued when the backend is unreachable.
     pub async fn activate(&self, member: MemberInfo) -> Result<WriteOutcome, ServiceError> {
         self.write(QueuedWrite::Activate(member)).await
