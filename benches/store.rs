@@ -97,6 +97,8 @@ fn summary(name: &str, mut v: Vec<Duration>) {
 /// The default config, with `WXCARDD_BENCH_CACHE_BYTES` overriding sled's cache capacity.
 fn bench_config() -> StoreConfig {
     let mut c = StoreConfig::default();
+    // Hold every card the bench caches, whatever the shipped default bound is.
+    c.max_cards = c.max_cards.max(cards());
     if let Ok(v) = std::env::var("WXCARDD_BENCH_CACHE_BYTES") {
         c.cache_capacity_bytes = v.parse().expect("WXCARDD_BENCH_CACHE_BYTES is a number");
     }

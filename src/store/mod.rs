@@ -80,7 +80,7 @@ impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
             cache_capacity_bytes: 4 * 1024 * 1024,
-            max_cards: 100_000,
+            max_cards: 50_000,
             max_outbox: 10_000,
             flush_every_ms: Some(500),
         }
