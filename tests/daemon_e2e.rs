@@ -283,6 +283,27 @@ fn a_pay_code_request_yields_a_png_whose_qr_is_the_simulators_pay_code() {
         );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
+
+    // Back online, a pay code again; SIGTERM leaves the display idle, not on the code.
+    sim.set_fault("none");
+    let answer = client
+        .request(&Command::PayCodeShow(WxCodeParams {
+            wx_code: ACTIVE.into(),
+        }))
+        .unwrap();
+    assert_eq!(answer["class"], "RESULT", "{answer}");
+    let started = std::time::Instant::now();
+    while decode_png(&std::fs::read(&png).unwrap()).2.is_empty() {
+        assert!(started.elapsed().as_secs() < 20, "no pay code shown");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    drop(client);
+    assert_eq!(daemon.signal_and_wait(libc::SIGTERM).code(), Some(0));
+    let (_, _, codes) = decode_png(&std::fs::read(&png).unwrap());
+    assert!(
+        codes.is_empty(),
+        "a pay code is left on the display after exit: {codes:?}"
+    );
 }
 
 #[test]

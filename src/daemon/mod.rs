@@ -190,6 +190,7 @@ pub async fn run(mut config: Config, options: RunOptions) -> anyhow::Result<()> 
         );
     }
     let _ = background.await;
+    screen.stop().await;
     service
         .sync()
         .await
