@@ -307,7 +307,16 @@ async fn a_full_outbox_refuses_the_write_and_queues_nothing() {
         .create(member("855500000000000199"))
         .await
         .unwrap_err();
-    assert!(matches!(err, ServiceError::OutboxFull { max: 2 }), "{err}");
+    assert!(
+        matches!(
+            err,
+            ServiceError::OutboxFull {
+                max: 2,
+                maybe_applied: false
+            }
+        ),
+        "{err}"
+    );
     assert!(err.to_string().contains("refused"));
     assert_eq!(rig.service.status().await.unwrap().outbox_pending, 2);
     rig.sim.clear_faults().await.unwrap();
@@ -359,4 +368,45 @@ async fn a_merchant_card_number_seen_before_is_looked_up_by_its_wxcode() {
         .unwrap();
     assert_eq!(offline.source, Source::Cache);
     assert!(matches!(offline.answer, LookupAnswer::Card { .. }));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_the_backend_refuses_as_malformed_never_blocks_the_outbox() {
+    let mut rig = rig(100).await;
+    // Refused before anything is sent or queued.
+    let err = rig.service.create(member("bad code!")).await.unwrap_err();
+    assert!(matches!(err, ServiceError::Invalid(_)), "{err}");
+    // The simulator answers HTTP 400 to a wxCode with '-': online, that is the answer...
+    let direct = rig.service.create(member("8555-0001")).await.unwrap();
+    assert!(
+        matches!(direct, WriteOutcome::Invalid { ref reason } if reason.contains("HTTP 400")),
+        "{direct:?}"
+    );
+    // ...and queued while offline, it becomes a dead letter instead of blocking what follows.
+    rig.sim.set_fault(FaultMode::Refuse).await.unwrap();
+    let WriteOutcome::Queued { entry: poison } =
+        rig.service.create(member("8555-0002")).await.unwrap()
+    else {
+        panic!()
+    };
+    let WriteOutcome::Queued { entry: good } =
+        rig.service.activate(member(INACTIVE)).await.unwrap()
+    else {
+        panic!()
+    };
+    rig.sim.clear_faults().await.unwrap();
+    let mut dead = None;
+    let mut delivered = None;
+    while dead.is_none() || delivered.is_none() {
+        match next_event(&mut rig.events).await {
+            ServiceEvent::DeadLettered { entry, message, .. } => dead = Some((entry, message)),
+            ServiceEvent::Delivered { entry, .. } => delivered = Some(entry),
+            _ => {}
+        }
+    }
+    let (dead_entry, message) = dead.unwrap();
+    assert_eq!(dead_entry, poison);
+    assert!(message.contains("HTTP 400"), "{message}");
+    assert_eq!(delivered, Some(good));
+    assert!(rig.service.is_online());
 }

@@ -308,7 +308,7 @@ fn classify<T: DeserializeOwned>(
     let status = match object.get("status") {
         None | Some(Value::Null) => return Err(server(ServerFault::MissingStatus)),
         Some(raw) => Status::deserialize_value(raw)
-            .map_err(|e| server(ServerFault::BadData(format!("status: {e}"))))?,
+            .map_err(|e| server(ServerFault::BadStatus(e.to_string())))?,
     };
     let message = match object.get("message") {
         Some(Value::String(s)) => s.clone(),

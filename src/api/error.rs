@@ -69,6 +69,9 @@ pub enum ServerFault {
     /// JSON, but without a `status` field.
     #[error("the JSON body has no `status`")]
     MissingStatus,
+    /// `status` is neither a number nor a string of digits' kind (an object, a boolean...).
+    #[error("the JSON body's `status` is not a status: {0}")]
+    BadStatus(String),
     /// Status 200 but `data` is missing or not of the documented shape.
     #[error("the answer's data is not as documented: {0}")]
     BadData(String),
@@ -138,6 +141,33 @@ impl ApiError {
     /// decided anything.
     pub fn is_unavailable(&self) -> bool {
         matches!(self, ApiError::Transport { .. } | ApiError::Server { .. })
+    }
+
+    /// Why the request itself cannot succeed however often it is sent: the backend answered
+    /// 400, 413, 415 or 422 (a malformed or unacceptable request, as a proxy or the vendor
+    /// reports it), or the request could not be built. A queued write with such an error is
+    /// a dead letter, not something to retry forever.
+    pub fn request_refused(&self) -> Option<String> {
+        match self {
+            ApiError::Server {
+                fault: ServerFault::HttpStatus { code, body },
+                ..
+            } if matches!(code, 400 | 413 | 415 | 422) => Some(format!("HTTP {code}: {body}")),
+            ApiError::Request { detail, .. } => Some(detail.clone()),
+            _ => None,
+        }
+    }
+
+    /// True when the backend answered 200 but the answer's `data` is not as documented: the
+    /// request was carried out.
+    pub fn is_accepted_with_bad_data(&self) -> bool {
+        matches!(
+            self,
+            ApiError::Server {
+                fault: ServerFault::BadData(_),
+                ..
+            }
+        )
     }
 
     /// The business status, when the backend gave one.

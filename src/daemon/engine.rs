@@ -263,7 +263,10 @@ fn write_answer(result: Result<WriteOutcome, ServiceError>) -> Answer {
 }
 
 fn failed(e: ServiceError) -> (ErrorCode, String) {
-    (ErrorCode::Failed, e.to_string())
+    match e {
+        ServiceError::Invalid(_) => (ErrorCode::BadParams, e.to_string()),
+        _ => (ErrorCode::Failed, e.to_string()),
+    }
 }
 
 fn to_value<T: Serialize>(value: &T) -> Value {

@@ -33,6 +33,8 @@ struct Inner {
     events: broadcast::Sender<ServiceEvent>,
     /// Wakes the replay task: something was queued, retried, or the breaker closed.
     wake_replay: Notify,
+    /// Held while a write is sent or queued, and while the replay sends: one at a time.
+    write_order: Mutex<()>,
 }
 
 struct Health {
@@ -67,6 +69,7 @@ impl CardService {
                 clock,
                 events,
                 wake_replay: Notify::new(),
+                write_order: Mutex::new(()),
             }),
         }
     }
@@ -458,29 +461,41 @@ impl Inner {
     }
 
     fn write(&self, write: QueuedWrite) -> Result<WriteOutcome, ServiceError> {
-        // Keep order: while older writes wait in the outbox, a new one queues behind them
-        // (an activation must not overtake the creation it depends on).
+        write.validate().map_err(ServiceError::Invalid)?;
+        // One write at a time, replay included, so that writes reach the backend in the
+        // order the cashier made them.
+        let _order = lock(&self.write_order);
+        // While older writes wait in the outbox, a new one queues behind them (an activation
+        // must not overtake the creation it depends on).
         let backlog = self.store.outbox_len()? > 0;
+        let mut maybe_applied = false;
         if self.health().breaker.is_closed() && !backlog {
             let result = self.send(&write);
-            self.note(match &result {
-                Ok(_) => Reached::Yes,
-                Err(e) => reached_err(e),
-            });
-            match result {
-                Ok(created) => return Ok(WriteOutcome::Delivered { created }),
-                Err(ApiError::Business {
-                    status, message, ..
-                }) if !is_server_trouble(&status) => {
+            self.note(reached(&result));
+            match settle(write.endpoint(), result) {
+                Verdict::Delivered(created) => return Ok(WriteOutcome::Delivered { created }),
+                Verdict::Refused { status, message } => {
                     return Ok(WriteOutcome::Rejected { status, message });
                 }
-                Err(e) => log::warn!("{}: queued: {e}", write.summary()),
+                Verdict::Invalid(reason) => {
+                    log::warn!(
+                        "{}: the backend refused the request: {reason}",
+                        write.summary()
+                    );
+                    return Ok(WriteOutcome::Invalid { reason });
+                }
+                Verdict::Retry(e) => {
+                    // A timeout may hide a write the backend did carry out; the replay's
+                    // resend is then recognised as a duplicate (see the module docs).
+                    maybe_applied = e.transport_kind() == Some(crate::api::TransportKind::Deadline);
+                    log::warn!("{}: queued: {e}", write.summary());
+                }
             }
         }
         let entry = match self.store.enqueue(self.clock.now_ms(), &write) {
             Ok(id) => id,
             Err(StoreError::OutboxFull { max, .. }) => {
-                return Err(ServiceError::OutboxFull { max });
+                return Err(ServiceError::OutboxFull { max, maybe_applied });
             }
             Err(e) => return Err(e.into()),
         };
@@ -500,6 +515,7 @@ impl Inner {
 
     /// Sends the oldest queued write, if any, and settles it.
     fn replay_one(&self) -> Replay {
+        let _order = lock(&self.write_order);
         let entry = match self.store.peek_oldest::<QueuedWrite>() {
             Ok(Some(entry)) => entry,
             Ok(None) => {
@@ -515,48 +531,44 @@ impl Inner {
         };
         let endpoint = entry.value.endpoint();
         let result = self.send(&entry.value);
-        self.note(match &result {
-            Ok(_) => Reached::Yes,
-            Err(e) => reached_err(e),
-        });
-        let settled = match result {
-            Ok(_) => self.delivered(entry.id, endpoint),
-            // A resend after a crash between send and removal: the backend already has it.
-            Err(ApiError::Business {
-                status: Status::DuplicateSerial,
-                ..
-            }) if endpoint == crate::api::Endpoint::SaveCardId => {
-                self.delivered(entry.id, endpoint)
+        self.note(reached(&result));
+        let (status, message) = match settle(endpoint, result) {
+            Verdict::Delivered(_) => {
+                return match self.delivered(entry.id, endpoint) {
+                    Ok(()) => Replay::Progress,
+                    Err(e) => {
+                        log::error!("cannot settle outbox entry {}: {e}", entry.id);
+                        Replay::StoreFailed
+                    }
+                };
             }
-            Err(ApiError::Business {
-                status, message, ..
-            }) if !is_server_trouble(&status) => {
-                log::warn!(
-                    "outbox entry {} ({}) refused by the backend: {status}; moved to dead letters",
-                    entry.id,
-                    entry.value.summary()
-                );
-                let code = i64::from(status.code().unwrap_or(0));
-                let r = self
-                    .store
-                    .dead_letter(entry.id, code, &message, self.clock.now_ms());
-                if r.is_ok() {
-                    let _ = self.events.send(ServiceEvent::DeadLettered {
-                        entry: entry.id,
-                        endpoint,
-                        status,
-                        message,
-                    });
-                }
-                r
-            }
-            Err(e) => {
+            Verdict::Refused { status, message } => (status, message),
+            // Never retried: it would block every write behind it.
+            Verdict::Invalid(reason) => (Status::Unknown("request refused".into()), reason),
+            Verdict::Retry(e) => {
                 log::debug!("outbox entry {} not sent: {e}", entry.id);
                 return Replay::Unreachable;
             }
         };
-        match settled {
-            Ok(()) => Replay::Progress,
+        log::warn!(
+            "outbox entry {} ({}) refused by the backend: {status}: {message}; moved to dead letters",
+            entry.id,
+            entry.value.summary()
+        );
+        let code = i64::from(status.code().unwrap_or(0));
+        match self
+            .store
+            .dead_letter(entry.id, code, &message, self.clock.now_ms())
+        {
+            Ok(()) => {
+                let _ = self.events.send(ServiceEvent::DeadLettered {
+                    entry: entry.id,
+                    endpoint,
+                    status,
+                    message,
+                });
+                Replay::Progress
+            }
             Err(e) => {
                 log::error!("cannot settle outbox entry {}: {e}", entry.id);
                 Replay::StoreFailed
@@ -574,6 +586,48 @@ impl Inner {
     }
 }
 
+/// What a write's answer means for it.
+enum Verdict {
+    /// The backend has it (now, or from an earlier send).
+    Delivered(Option<crate::api::CreatedMember>),
+    /// A business refusal: final.
+    Refused { status: Status, message: String },
+    /// The request itself was refused (HTTP 400...): final.
+    Invalid(String),
+    /// No verdict: the backend is unreachable or in trouble.
+    Retry(ApiError),
+}
+
+fn settle(
+    endpoint: crate::api::Endpoint,
+    result: Result<Option<crate::api::CreatedMember>, ApiError>,
+) -> Verdict {
+    match result {
+        Ok(created) => Verdict::Delivered(created),
+        // A resend after a crash between send and removal: the backend already has it.
+        Err(ApiError::Business {
+            status: Status::DuplicateSerial,
+            ..
+        }) if endpoint == crate::api::Endpoint::SaveCardId => Verdict::Delivered(None),
+        Err(ApiError::Business {
+            status, message, ..
+        }) if !is_server_trouble(&status) => Verdict::Refused { status, message },
+        // Status 200 with odd `data`: carried out all the same.
+        Err(e) if e.is_accepted_with_bad_data() => {
+            log::warn!("{endpoint}: accepted, but {e}");
+            Verdict::Delivered(None)
+        }
+        Err(e) => match e.request_refused() {
+            Some(reason) => Verdict::Invalid(reason),
+            None => Verdict::Retry(e),
+        },
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Status 500 in a body is the backend's own trouble, not a verdict on the request.
 fn is_server_trouble(status: &Status) -> bool {
     *status == Status::InternalError
@@ -589,7 +643,8 @@ fn reached<T>(result: &Result<T, ApiError>) -> Reached {
 fn reached_err(e: &ApiError) -> Reached {
     match e {
         ApiError::Business { status, .. } if !is_server_trouble(status) => Reached::Yes,
-        ApiError::Request { .. } => Reached::Yes,
+        // The backend answered about this request: it is up.
+        e if e.request_refused().is_some() || e.is_accepted_with_bad_data() => Reached::Yes,
         _ => Reached::No,
     }
 }

@@ -101,11 +101,19 @@ impl ServiceConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
     /// The outbox is full: the write was refused, not queued.
-    #[error("the outbox is full ({max} writes waiting or dead): write refused, nothing queued")]
+    #[error(
+        "the outbox is full ({max} writes waiting or dead): write refused, nothing queued{}",
+        if *maybe_applied { " (the backend did not answer in time: it may have carried it out)" } else { "" }
+    )]
     OutboxFull {
         /// The outbox capacity.
         max: u64,
+        /// A direct send timed out before the refusal: the backend may have the write.
+        maybe_applied: bool,
     },
+    /// The request is malformed (e.g. a wxCode with spaces); nothing was sent or queued.
+    #[error("invalid request: {0}")]
+    Invalid(String),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),

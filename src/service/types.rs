@@ -103,6 +103,40 @@ impl QueuedWrite {
         }
     }
 
+    /// Checks the codes a write is keyed by before it is sent or queued: a malformed one
+    /// would only be refused later, after the cashier was told "queued".
+    pub fn validate(&self) -> Result<(), String> {
+        fn code(what: &str, value: &str) -> Result<(), String> {
+            let ok = !value.is_empty()
+                && value.len() <= 64
+                && value
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            if ok {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{what} {value:?} must be 1 to 64 letters, digits, '-' or '_'"
+                ))
+            }
+        }
+        match self {
+            QueuedWrite::Activate(m) | QueuedWrite::Create(m) => code("wxCode", &m.wx_code),
+            QueuedWrite::Issue(o) => {
+                if o.id <= 0 {
+                    return Err(format!("order id {} must be positive", o.id));
+                }
+                for detail in &o.details {
+                    match detail.wx_code.as_deref() {
+                        None | Some("") => {}
+                        Some(wx) => code("details[].wxCode", wx)?,
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
     /// A short description without personal data, for logs and `outbox_list`.
     pub fn summary(&self) -> String {
         match self {
@@ -127,6 +161,11 @@ pub enum WriteOutcome {
     Queued {
         /// The outbox entry.
         entry: OutboxId,
+    },
+    /// The backend refused the request itself (HTTP 400 and the like). Not queued.
+    Invalid {
+        /// What the backend said.
+        reason: String,
     },
     /// The backend refused it (a business status). Not queued.
     Rejected {
