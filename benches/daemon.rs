@@ -454,11 +454,41 @@ fn bench_scans(scans: usize) {
             scans as f64 / wall.as_secs_f64()
         );
     }
+    // The same cache hits without the pty and the scanner task: `lookup` request to answer.
+    let mut raw = daemon.subscriber();
+    let mut line = String::new();
+    let mut round_trips = Vec::with_capacity(scans);
+    for i in 0..WARMUP + scans {
+        let request = format!(
+            "{{\"id\":{},\"cmd\":\"lookup\",\"wx_code\":\"{}\"}}\n",
+            i + 2,
+            wx_code(i as u64 % SCAN_CARDS)
+        );
+        let t0 = Instant::now();
+        raw.get_mut().write_all(request.as_bytes()).unwrap();
+        loop {
+            line.clear();
+            raw.read_line(&mut line).expect("answer line");
+            if line.contains("\"RESULT\"") {
+                break;
+            }
+        }
+        if i >= WARMUP {
+            round_trips.push(t0.elapsed());
+        }
+        assert!(line.contains("\"source\":\"cache\""), "{line}");
+    }
+    summary(
+        "control socket lookup -> RESULT, cache hit (no pty, no scanner task)",
+        round_trips,
+    );
+    drop(raw);
     std::thread::sleep(Duration::from_secs(1));
     let (rss1, hwm) = rss_kib(pid);
     println!(
-        "idle RSS after {} scans (1 s idle): {} (peak VmHWM {})",
+        "idle RSS after {} scans and {} lookups (1 s idle): {} (peak VmHWM {})",
         2 * (scans + WARMUP),
+        scans + WARMUP,
         mib(rss1),
         mib(hwm)
     );
@@ -603,6 +633,7 @@ fn bench_replay(writes: usize) {
     sim.set_fault("none");
     let (mut first, mut online, mut delivered) = (None, None, 0);
     let mut line = String::new();
+    let (mut gaps, mut previous) = (Vec::with_capacity(writes), None::<Instant>);
     while delivered < writes {
         line.clear();
         events.read_line(&mut line).expect("event line");
@@ -614,6 +645,11 @@ fn bench_replay(writes: usize) {
             assert!(line.contains("\"delivered\""), "{line}");
             first.get_or_insert(t0.elapsed());
             delivered += 1;
+            let now = Instant::now();
+            if let Some(p) = previous {
+                gaps.push(now - p);
+            }
+            previous = Some(now);
         }
     }
     let last = t0.elapsed();
@@ -641,6 +677,7 @@ fn bench_replay(writes: usize) {
         (writes - 1) as f64 / (last - first).as_secs_f64(),
         writes as f64 / last.as_secs_f64()
     );
+    summary("  time between two delivered events", gaps);
     drop(events);
     drop(control);
     daemon.stop();
