@@ -500,7 +500,11 @@ impl Inner {
             Err(e) => return Err(e.into()),
         };
         log::info!("{} queued as outbox entry {entry}", write.summary());
-        self.wake_replay.notify_one();
+        // While the backend is down the replay keeps its backoff; the probe wakes it when the
+        // backend is back. Waking it for every queued write would retry once per write.
+        if self.health().breaker.is_closed() {
+            self.wake_replay.notify_one();
+        }
         Ok(WriteOutcome::Queued { entry })
     }
 
@@ -513,8 +517,12 @@ impl Inner {
         }
     }
 
-    /// Sends the oldest queued write, if any, and settles it.
+    /// Sends the oldest queued write, if any, and settles it. While the breaker is open the
+    /// network is left to the probe, which wakes the replay when the backend answers again.
     fn replay_one(&self) -> Replay {
+        if !self.health().breaker.is_closed() {
+            return Replay::Unreachable;
+        }
         let _order = lock(&self.write_order);
         let entry = match self.store.peek_oldest::<QueuedWrite>() {
             Ok(Some(entry)) => entry,
