@@ -67,3 +67,44 @@ fn probe_with_a_bad_config_names_the_key() {
     assert_eq!(code, 78, "{text}");
     assert!(text.contains("bogus_key"), "{text}");
 }
+
+#[test]
+fn the_api_token_never_reaches_the_log_even_at_trace() {
+    let sim = SimProcess::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let headers = dir.path().join("api-headers");
+    std::fs::write(
+        &headers,
+        "# the vendor's token\nX-Api-Token: TOPSECRET456\n",
+    )
+    .unwrap();
+    let config = write_config(
+        dir.path(),
+        &sim.base_url(),
+        &format!("headers_file = \"{}\"\n", headers.display()),
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_wxcardd"))
+        .args(["probe", "--config"])
+        .arg(&config)
+        .args(["--wx-code", "812345678901234567"])
+        .env("RUST_LOG", "trace")
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    // The trace log is really on: the client's own debug line is there.
+    assert!(text.contains("getmembercard: HTTP 200"), "{text}");
+    assert!(!text.contains("TOPSECRET456"), "the token leaked:\n{text}");
+    // The HTTP crates hex-dump request heads (token included, split over lines) at trace:
+    // none of their debug or trace lines may appear.
+    for noisy in [
+        "ureq_proto::util",
+        "DEBUG ureq",
+        "TRACE ureq",
+        "TRACE rustls",
+        "DEBUG rustls",
+    ] {
+        assert!(!text.contains(noisy), "{noisy} lines in the log:\n{text}");
+    }
+}

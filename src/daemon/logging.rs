@@ -2,7 +2,8 @@
 //!
 //! systemd sets `JOURNAL_STREAM` when stdout/stderr go to the journal; then each line starts
 //! with `<N>` (sd-daemon(3) priority prefix) so `journalctl -p warning` works, and the
-//! timestamp is left to the journal.
+//! timestamp is left to the journal. The HTTP and TLS crates are capped at info, so a
+//! technician's `RUST_LOG=trace` never writes the API token into the journal.
 
 use std::io::Write;
 
@@ -20,6 +21,11 @@ pub fn priority(level: log::Level) -> u8 {
 pub fn init(default_filter: &str) {
     let mut builder =
         env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default_filter));
+    // The HTTP and TLS crates dump request heads at debug/trace level, and a request head
+    // carries the API token: whatever RUST_LOG says, they log at info at most.
+    for module in ["ureq", "ureq_proto", "rustls"] {
+        builder.filter_module(module, log::LevelFilter::Info);
+    }
     if std::env::var_os("JOURNAL_STREAM").is_some() {
         builder.format(|buf, record| {
             writeln!(
