@@ -297,7 +297,7 @@ mod example {
     use super::*;
 
     /// The shipped example is valid and shows the defaults (so README and the file agree
-    /// with the code).
+    /// with the code); its commented-out scanner and classify examples are valid too.
     #[test]
     fn the_example_config_is_valid_and_shows_the_defaults() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/wxcardd.toml");
@@ -307,6 +307,35 @@ mod example {
         assert_eq!(config.service, defaults.service);
         assert_eq!(config.store, defaults.store);
         assert_eq!(config.control, defaults.control);
+        assert_eq!(config.display, defaults.display);
+        assert_eq!(config.paycode, defaults.paycode);
+        assert_eq!(config.classify, defaults.classify);
         assert!(config.scanners.is_empty());
+
+        // Uncomment the `# [[scanner]]`, `# [scanner.frame]` and `# [[classify.rules]]`
+        // blocks: they must parse as shown.
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut uncommented = String::new();
+        let mut in_example = false;
+        for line in text.lines() {
+            let bare = line.strip_prefix("# ").unwrap_or(line);
+            if bare.starts_with("[[scanner]]")
+                || bare.starts_with("[scanner.frame]")
+                || bare.starts_with("[[classify.rules]]")
+            {
+                in_example = true;
+            } else if !line.starts_with('#') {
+                in_example = false;
+            }
+            if in_example && line.starts_with("# ") {
+                uncommented.push_str(bare);
+            } else {
+                uncommented.push_str(line);
+            }
+            uncommented.push('\n');
+        }
+        let config = Config::parse(&uncommented, &path).unwrap();
+        assert_eq!(config.scanners.len(), 2);
+        assert_eq!(config.classify, defaults.classify);
     }
 }
