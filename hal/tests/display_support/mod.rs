@@ -60,3 +60,27 @@ pub fn decode_png(bytes: &[u8]) -> (usize, usize, Vec<String>) {
     });
     (w, h, codes)
 }
+
+/// Whether an external tool from Debian's packages is installed. Under CI (`CI` set, as
+/// `.ci/run` runs) a missing tool fails the test; on a developer's fresh machine the test is
+/// skipped with a loud line saying what to install, so `cargo test` still runs the rest.
+pub fn have_tool(program: &str, package: &str) -> bool {
+    let found = std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()));
+    if found {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{program} is required under CI: apt-get install {package}"
+    );
+    // Straight to the process's stderr, past the test harness's capture: a skip is loud.
+    let _ = std::io::Write::write_all(
+        &mut std::io::stderr(),
+        format!(
+            "SKIPPED: {program} is not installed (apt-get install {package}); CI runs this test\n"
+        )
+        .as_bytes(),
+    );
+    false
+}
