@@ -187,7 +187,14 @@ impl<H: Handler> Connection<H> {
         let cred = stream.peer_cred();
         let (read, mut write) = stream.into_split();
         let allowed = match &cred {
-            Ok(c) => self.access.allows(c.uid(), c.gid()),
+            Ok(c) => {
+                // The group database may be NSS-backed (files, but also LDAP): off the
+                // executor.
+                let (access, uid, gid) = (Arc::clone(&self.access), c.uid(), c.gid());
+                tokio::task::spawn_blocking(move || access.allows(uid, gid))
+                    .await
+                    .unwrap_or(false)
+            }
             Err(_) => false,
         };
         if !allowed {
