@@ -12,14 +12,24 @@
 //!   background task replays the outbox in order with jittered exponential backoff.
 //!
 //! # Delivery guarantee
-//! At least once, in enqueue order, with duplicates recognised: an entry is removed only
-//! after the backend accepted it, so a crash between the send and the removal resends it on
-//! restart. The backend's own idempotence makes that resend harmless and recognisable:
-//! `savecardid` answers 801 (duplicate serial number) to a repeated order id, counted as
-//! delivered; `activemember` on an already active card and `createmembercard` for an existing
-//! member answer 200. A business refusal (6xx, ...) moves the entry to the dead letters with
-//! the backend's status and message, visible through `outbox_list`; nothing is dropped
-//! silently. Status 500 in a body counts as the backend being in trouble, and is retried.
+//! At least once, in enqueue order, with resends recognised. An entry is removed only after
+//! the backend accepted it, and removals are not fsynced one by one, so a crash between a
+//! send and its (durable) removal resends that write on restart. How the backend recognises
+//! the resend:
+//! - `savecardid`: the spec's 801 (duplicate serial number) for a repeated order id; the
+//!   replay counts 801 as delivered.
+//! - `activemember` and `createmembercard`: the spec says nothing. The simulator answers 200
+//!   to re-activating an active card and to creating an existing member (and counts the
+//!   resend as a duplicate receipt, not a second application). If the vendor's backend
+//!   instead answers a business status, the resent entry becomes a dead letter with that
+//!   status, visible in `outbox_list`: never silently dropped, never silently applied twice.
+//!
+//! A business refusal (6xx, ...) or a request the backend refuses as malformed (HTTP 400,
+//! 413, 415, 422) moves the entry to the dead letters with the backend's status and message;
+//! it is never retried on its own (it would block every write behind it). Status 500 in a
+//! body, other HTTP errors and transport failures count as the backend being unavailable and
+//! are retried with backoff. Writes are sent one at a time, replay included, so they reach
+//! the backend in the order the cashier made them.
 
 mod backoff;
 mod breaker;
