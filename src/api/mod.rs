@@ -1,6 +1,6 @@
 //! The typed wxcard API client.
 //!
-//! Five endpoints (spec: `../shared/spec/wxcard-api.md`), typed requests and responses named
+//! Five endpoints (spec: `docs/spec/wxcard-api.md`), typed requests and responses named
 //! as on the wire, the 23 documented statuses, and errors split by what a caller does about
 //! them ([`ApiError`]). This module knows nothing of sled, scanners or displays; it is the
 //! only place that builds HTTP requests to the backend.
