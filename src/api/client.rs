@@ -357,6 +357,13 @@ fn transport_error(endpoint: Endpoint, error: ureq::Error, started: Instant) -> 
         ureq::Error::Timeout(_) => TransportKind::Deadline,
         ureq::Error::HostNotFound => TransportKind::Dns,
         ureq::Error::ConnectionFailed => TransportKind::Refused,
+        // rustls reports a refused certificate or handshake as an IO error wrapping its own.
+        ureq::Error::Io(e)
+            if e.get_ref()
+                .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some()) =>
+        {
+            TransportKind::Tls
+        }
         ureq::Error::Io(e) => match e.kind() {
             Io::ConnectionRefused | Io::ConnectionReset | Io::ConnectionAborted => {
                 TransportKind::Refused
