@@ -9,8 +9,8 @@
 //! replay` runs one part, `WXCARDD_BENCH_DIR` puts the temporary stores on a given disk.
 //! Figures go to BENCHMARKS.md, "Daemon (end to end)".
 
-#[path = "../hal/tests/common/mod.rs"]
-mod hal_common;
+#[path = "../tests/support/mod.rs"]
+mod support;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
@@ -19,8 +19,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use hal_common::{Pty, point_link};
 use serde_json::Value;
+use support::SimProcess;
+use support::hal_common::{Pty, point_link};
 use wxcardd::api::{Amount, MemberCard};
 use wxcardd::service::CachedAnswer;
 use wxcardd::store::{CardKeys, Store, StoreConfig};
@@ -54,68 +55,16 @@ fn check_binaries() {
 
 // ---- processes ----------------------------------------------------------------------------
 
-/// A running `wxcard-sim`, killed on drop.
-struct Sim {
-    child: Child,
-    api: SocketAddr,
-    admin: SocketAddr,
-}
-
-impl Sim {
-    /// Starts the simulator, its log in `dir/wxcard-sim.log`.
-    fn start(dir: &Path, cards: Option<&Path>) -> Sim {
-        let log = std::fs::File::create(dir.join("wxcard-sim.log")).unwrap();
-        let mut cmd = Command::new(SIM);
-        cmd.args(["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"]);
-        if let Some(file) = cards {
-            cmd.arg("--cards").arg(file);
+/// The simulator process, started as the integration tests start it, its log in
+/// `dir/wxcard-sim.log`.
+fn start_sim(dir: &Path, cards: Option<&Path>) -> SimProcess {
+    let log = dir.join("wxcard-sim.log");
+    match cards {
+        Some(file) => {
+            let file = file.to_str().expect("a UTF-8 path");
+            SimProcess::start_logging_to(&["--cards", file], Some(&log))
         }
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .expect("wxcard-sim starts");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .expect("wxcard-sim ready line");
-        let field = |name: &str| -> SocketAddr {
-            line.split_whitespace()
-                .find_map(|w| w.strip_prefix(name))
-                .unwrap_or_else(|| panic!("no {name} in {line:?}"))
-                .parse()
-                .unwrap()
-        };
-        let (api, admin) = (field("api="), field("admin="));
-        Sim { child, api, admin }
-    }
-
-    fn set_fault(&self, mode: &str) {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(true)
-            .build()
-            .into();
-        agent
-            .put(&format!("http://{}/admin/faults", self.admin))
-            .content_type("application/json")
-            .send(format!("{{\"mode\":\"{mode}\"}}").as_bytes())
-            .expect("admin faults");
-    }
-
-    fn counters(&self) -> Value {
-        let mut response = ureq::get(&format!("http://{}/admin/counters", self.admin))
-            .call()
-            .expect("admin counters");
-        let v: Value =
-            serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap();
-        v.get("data").cloned().unwrap_or(v)
-    }
-}
-
-impl Drop for Sim {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        None => SimProcess::start_logging_to(&[], Some(&log)),
     }
 }
 
@@ -376,7 +325,7 @@ fn scan_run(
 
 fn bench_scans(scans: usize) {
     let dir = temp_dir();
-    let sim = Sim::start(dir.path(), Some(&card_file(dir.path())));
+    let sim = start_sim(dir.path(), Some(&card_file(dir.path())));
     let mut pty = Pty::open();
     let link = dir.path().join("scanner-front");
     point_link(&link, &pty.slave);
@@ -547,7 +496,7 @@ fn populate(store_dir: &Path, cards: u64) {
 fn bench_ready() {
     let dir = temp_dir();
     // The backend is refused: readiness must not depend on it.
-    let sim = Sim::start(dir.path(), None);
+    let sim = start_sim(dir.path(), None);
     sim.set_fault("refuse");
     let (config, socket) = write_config(dir.path(), sim.api, "", "");
     let t = Instant::now();
@@ -600,7 +549,7 @@ fn bench_ready() {
 
 fn bench_replay(writes: usize) {
     let dir = temp_dir();
-    let sim = Sim::start(dir.path(), None);
+    let sim = start_sim(dir.path(), None);
     sim.set_fault("refuse");
     let (config, socket) = write_config(
         dir.path(),

@@ -18,11 +18,20 @@ pub struct SimProcess {
 impl SimProcess {
     /// Starts `wxcard-sim` on free loopback ports and waits for its ready line.
     pub fn start(extra_args: &[&str]) -> SimProcess {
+        Self::start_logging_to(extra_args, None)
+    }
+
+    /// Like [`SimProcess::start`], with the simulator's log (stderr) going to `log` if given.
+    pub fn start_logging_to(extra_args: &[&str], log: Option<&std::path::Path>) -> SimProcess {
+        let stderr = match log {
+            Some(path) => Stdio::from(std::fs::File::create(path).unwrap()),
+            None => Stdio::inherit(),
+        };
         let mut child = Command::new(env!("CARGO_BIN_EXE_wxcard-sim"))
             .args(["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
             .args(extra_args)
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("wxcard-sim starts");
         let stdout = child.stdout.take().unwrap();
