@@ -96,6 +96,15 @@ impl CardService {
         wx_code: &str,
         card_id: Option<&str>,
     ) -> Result<Lookup, ServiceError> {
+        if !self.is_online() {
+            // The breaker is open: no network, only a cache read, which sled serves from
+            // memory or with one small pread (tens of µs). That stays on this thread: the hop
+            // to the blocking pool and back would cost more than the read (BENCHMARKS.md,
+            // "Daemon").
+            return self
+                .inner
+                .answer_from_cache(wx_code, self.inner.clock.now_ms());
+        }
         let inner = Arc::clone(&self.inner);
         let wx = wx_code.to_owned();
         let card_id = card_id.map(str::to_owned);
