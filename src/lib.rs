@@ -2,11 +2,16 @@
 //!
 //! # Layout
 //! - [`api`]: the typed wxcard HTTP client (requests, responses, statuses, errors).
-//! - [`sim`]: a stateful simulator of the wxcard backend, for tests and the demo.
-//! - [`store`]: sled-backed card cache and durable outbox.
+//! - [`store`]: sled-backed card cache and durable outbox (only this module touches sled).
+//! - [`service`]: the policy: network or cache, send or queue, replay, the breaker.
+//! - [`control`]: the local socket's protocol, server and client (`wxcardctl`).
+//! - [`daemon`]: the wiring on tokio: scanners, display, signals, systemd notify, the demo.
 //! - [`config`]: the daemon's typed TOML configuration.
+//! - [`probe`]: the technician's one-shot check (`wxcardd probe`).
+//! - [`sim`]: a stateful simulator of the wxcard backend, for tests and the demo.
 //!
-//! Hardware (scanners in, screens out) lives in the `wxcard-hal` crate.
+//! Hardware (scanners in, screens out) lives in the `wxcard-hal` crate. ARCHITECTURE.md is
+//! the map.
 
 pub mod api;
 pub mod config;
