@@ -386,3 +386,29 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+#[test]
+fn a_malformed_token_file_is_a_config_error_not_a_crash_loop() {
+    let dir = tempfile::tempdir().unwrap();
+    let headers = dir.path().join("api-headers");
+    std::fs::write(&headers, "this line has no colon SECRETVALUE\n").unwrap();
+    let (config, _socket) = daemon_config(dir.path(), "http://127.0.0.1:9/", "", "");
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "deadline_ms = 2000\n",
+        &format!(
+            "deadline_ms = 2000\nheaders_file = \"{}\"\n",
+            headers.display()
+        ),
+    );
+    std::fs::write(&config, text).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wxcardd"))
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // EX_CONFIG: the unit's RestartPreventExitStatus=78 stops systemd from restarting it.
+    assert_eq!(out.status.code(), Some(78), "{stderr}");
+    assert!(stderr.contains("line 1"), "{stderr}");
+    assert!(!stderr.contains("SECRETVALUE"), "{stderr}");
+}

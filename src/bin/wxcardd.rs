@@ -97,7 +97,11 @@ fn main() -> ExitCode {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     log::error!("{e:#}");
-                    ExitCode::from(1)
+                    if e.downcast_ref::<wxcardd::daemon::ConfigProblem>().is_some() {
+                        ExitCode::from(EX_CONFIG)
+                    } else {
+                        ExitCode::from(1)
+                    }
                 }
             }
         }

@@ -40,6 +40,12 @@ pub struct RunOptions {
     pub pay_code_after_scan: bool,
 }
 
+/// A start-up failure caused by the configuration (or the token file): the binary exits 78
+/// (EX_CONFIG), which the unit does not restart, instead of crash-looping on it.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigProblem(pub String);
+
 /// Where systemd's `LoadCredential=api-headers:...` puts the token file.
 fn credential_headers() -> Option<PathBuf> {
     let dir = std::env::var_os("CREDENTIALS_DIRECTORY")?;
@@ -64,13 +70,21 @@ pub async fn run(mut config: Config, options: RunOptions) -> anyhow::Result<()> 
     log::info!("store open in {}: {report:?}", config.store.dir.display());
     let store = Arc::new(store);
 
-    let client = Client::new(&config.api).context("cannot set up the API client")?;
+    let client = Client::new(&config.api).map_err(|e| {
+        let from_credential = config.api.headers_file.as_deref() == credential_headers().as_deref();
+        let hint = if from_credential {
+            " (systemd passes /etc/wxcardd/api-headers as this credential: fix that file)"
+        } else {
+            ""
+        };
+        ConfigProblem(format!("cannot set up the API client: {e}{hint}"))
+    })?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let service = CardService::new(client, store, config.service.clone(), clock.clone());
 
     let (events, _) = broadcast::channel(1024);
     let classifier = wxcard_hal::scanner::Classifier::new(&config.classify)
-        .context("invalid [classify] rules")?;
+        .map_err(|e| ConfigProblem(format!("invalid [classify] rules: {e}")))?;
     let screen = display::CustomerScreen::start(&config.display, config.paycode.clone());
     let engine = Arc::new(Engine::new(
         service.clone(),
@@ -208,7 +222,11 @@ fn reload(options: &RunOptions, config: &Config) -> Option<Config> {
         return None;
     };
     match Config::load(path) {
-        Ok(new) => {
+        Ok(mut new) => {
+            // As at start: the token comes from systemd's credential when the file names none.
+            if new.api.headers_file.is_none() {
+                new.api.headers_file = credential_headers();
+            }
             for (what, changed) in [
                 ("[api]", new.api != config.api),
                 ("[store]", new.store != config.store),
