@@ -410,3 +410,30 @@ async fn a_request_the_backend_refuses_as_malformed_never_blocks_the_outbox() {
     assert_eq!(delivered, Some(good));
     assert!(rig.service.is_online());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_and_their_personal_data_expire_after_the_retention() {
+    let mut rig = rig(100).await;
+    rig.sim.set_fault(FaultMode::Refuse).await.unwrap();
+    let mut m = member(LOST);
+    m.phone = Some(wxcardd::api::pii::Pii::new("13912345678"));
+    let WriteOutcome::Queued { entry } = rig.service.activate(m).await.unwrap() else {
+        panic!()
+    };
+    rig.sim.clear_faults().await.unwrap();
+    loop {
+        if let ServiceEvent::DeadLettered { entry: e, .. } = next_event(&mut rig.events).await {
+            assert_eq!(e, entry);
+            break;
+        }
+    }
+    // Within the retention (7 days by default) it stays for the operator.
+    rig.clock.advance_ms(6 * 24 * 3_600_000);
+    assert_eq!(rig.service.expire_dead_letters().await.unwrap(), 0);
+    assert_eq!(rig.service.outbox_list().await.unwrap().len(), 1);
+    // Past it, it goes, personal data and all.
+    rig.clock.advance_ms(2 * 24 * 3_600_000);
+    assert_eq!(rig.service.expire_dead_letters().await.unwrap(), 1);
+    assert!(rig.service.outbox_list().await.unwrap().is_empty());
+    assert_eq!(rig.service.status().await.unwrap().dead_letters, 0);
+}

@@ -235,6 +235,43 @@ impl CardService {
         .await?)
     }
 
+    /// Drops the dead letters refused longer ago than `dead_letter_retention_s`, and the
+    /// personal data they hold; returns how many went. Runs hourly in the background.
+    pub async fn expire_dead_letters(&self) -> Result<usize, ServiceError> {
+        let retention_ms = self
+            .inner
+            .config
+            .dead_letter_retention_s
+            .saturating_mul(1000);
+        if retention_ms == 0 {
+            return Ok(0);
+        }
+        let inner = Arc::clone(&self.inner);
+        blocking(move || {
+            let now = inner.clock.now_ms();
+            let mut expired = Vec::new();
+            for dead in inner.store.dead_letters::<QueuedWrite>() {
+                let dead = dead?;
+                if now.saturating_sub(dead.dead_at_ms) > retention_ms {
+                    expired.push((dead.id, dead.value.summary()));
+                }
+            }
+            for (id, summary) in &expired {
+                if inner.store.drop_dead(*id)? {
+                    log::warn!(
+                        "dead letter {id} ({summary}) dropped after {} days unattended, with its personal data",
+                        retention_ms / 86_400_000
+                    );
+                }
+            }
+            if !expired.is_empty() {
+                inner.store.sync()?;
+            }
+            Ok(expired.len())
+        })
+        .await
+    }
+
     /// Makes every change durable (at shutdown).
     pub async fn sync(&self) -> Result<(), ServiceError> {
         let inner = Arc::clone(&self.inner);
@@ -245,9 +282,11 @@ impl CardService {
     pub async fn run_background(&self, mut shutdown: watch::Receiver<bool>) {
         let replay = self.clone().replay_loop(shutdown.clone());
         let probe = self.clone().probe_loop(shutdown.clone());
+        let expire = self.clone().expire_loop(shutdown.clone());
         tokio::select! {
             _ = replay => {}
             _ = probe => {}
+            _ = expire => {}
             _ = shutdown.wait_for(|stop| *stop) => {}
         }
     }
@@ -290,6 +329,18 @@ impl CardService {
             tokio::select! {
                 _ = sleep => {}
                 _ = inner.wake_replay.notified() => {}
+                _ = shutdown.wait_for(|stop| *stop) => return,
+            }
+        }
+    }
+
+    async fn expire_loop(self, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            if let Err(e) = self.expire_dead_letters().await {
+                log::error!("cannot expire dead letters: {e}");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
                 _ = shutdown.wait_for(|stop| *stop) => return,
             }
         }

@@ -74,6 +74,10 @@ pub struct ServiceConfig {
     pub replay_backoff_base_ms: u64,
     /// Largest replay retry delay, in milliseconds.
     pub replay_backoff_max_ms: u64,
+    /// A dead letter (a write the backend refused) is dropped, with the personal data it
+    /// holds, this long after it was refused, in seconds; until then an operator can retry
+    /// or drop it. 0 keeps dead letters until an operator acts.
+    pub dead_letter_retention_s: u64,
 }
 
 impl Default for ServiceConfig {
@@ -88,6 +92,7 @@ impl Default for ServiceConfig {
             probe_wx_code: "000000000000".into(),
             replay_backoff_base_ms: 1_000,
             replay_backoff_max_ms: 300_000,
+            dead_letter_retention_s: 7 * 24 * 3600,
         }
     }
 }
