@@ -26,7 +26,9 @@
 //!
 //! A business refusal (6xx, ...) or a request the backend refuses as malformed (HTTP 400,
 //! 413, 415, 422) moves the entry to the dead letters with the backend's status and message;
-//! it is never retried on its own (it would block every write behind it). Status 500 in a
+//! it is never retried on its own (it would block every write behind it). A dead letter waits
+//! `dead_letter_retention_s` (7 days) for an operator to retry or drop it, then it is dropped
+//! with the personal data it holds, loudly in the log. Status 500 in a
 //! body, other HTTP errors and transport failures count as the backend being unavailable and
 //! are retried with backoff. Writes are sent one at a time, replay included, so they reach
 //! the backend in the order the cashier made them.
