@@ -373,9 +373,15 @@ async fn a_merchant_card_number_seen_before_is_looked_up_by_its_wxcode() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_the_backend_refuses_as_malformed_never_blocks_the_outbox() {
     let mut rig = rig(100).await;
-    // Refused before anything is sent or queued.
+    // Refused before anything is sent or queued (or looked up).
     let err = rig.service.create(member("bad code!")).await.unwrap_err();
     assert!(matches!(err, ServiceError::Invalid(_)), "{err}");
+    let err = rig.service.lookup("", None).await.unwrap_err();
+    assert!(matches!(err, ServiceError::Invalid(_)), "{err}");
+    assert!(
+        rig.service.is_online(),
+        "a bad request says nothing about the backend"
+    );
     // The simulator answers HTTP 400 to a wxCode with '-': online, that is the answer...
     let direct = rig.service.create(member("8555-0001")).await.unwrap();
     assert!(

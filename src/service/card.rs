@@ -96,6 +96,7 @@ impl CardService {
         wx_code: &str,
         card_id: Option<&str>,
     ) -> Result<Lookup, ServiceError> {
+        super::types::code("wxCode", wx_code).map_err(ServiceError::Invalid)?;
         if !self.is_online() {
             // The breaker is open: no network, only a cache read, which sled serves from
             // memory or with one small pread (tens of µs). That stays on this thread: the hop

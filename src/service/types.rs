@@ -106,20 +106,6 @@ impl QueuedWrite {
     /// Checks the codes a write is keyed by before it is sent or queued: a malformed one
     /// would only be refused later, after the cashier was told "queued".
     pub fn validate(&self) -> Result<(), String> {
-        fn code(what: &str, value: &str) -> Result<(), String> {
-            let ok = !value.is_empty()
-                && value.len() <= 64
-                && value
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-            if ok {
-                Ok(())
-            } else {
-                Err(format!(
-                    "{what} {value:?} must be 1 to 64 letters, digits, '-' or '_'"
-                ))
-            }
-        }
         match self {
             QueuedWrite::Activate(m) | QueuedWrite::Create(m) => code("wxCode", &m.wx_code),
             QueuedWrite::Issue(o) => {
@@ -144,6 +130,24 @@ impl QueuedWrite {
             QueuedWrite::Create(m) => format!("create member for card {}", m.wx_code),
             QueuedWrite::Issue(o) => format!("issue order {} ({} cards)", o.id, o.details.len()),
         }
+    }
+}
+
+/// Checks a card code the backend is asked about: 1 to 64 ASCII letters, digits, '-' or '_'
+/// (WeChat codes are digits; merchant numbers letters and digits). Anything else would only
+/// be refused by the backend, or fill the cache with keys no scanner produces.
+pub fn code(what: &str, value: &str) -> Result<(), String> {
+    let ok = !value.is_empty()
+        && value.len() <= 64
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{what} {value:?} must be 1 to 64 letters, digits, '-' or '_'"
+        ))
     }
 }
 
