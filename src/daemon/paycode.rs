@@ -96,9 +96,15 @@ where
                 show(Screen::PayCode(pay));
                 Ok(code)
             }
+            // A code no QR can carry is the backend's fault: the POS is told, not "shown".
             Err(e) => {
                 show(Screen::Message(Message::Error(format!("QR: {e}"))));
-                Ok(code)
+                Err(ApiError::Server {
+                    endpoint: crate::api::Endpoint::GetPayCode,
+                    fault: crate::api::ServerFault::BadData(format!(
+                        "the pay code cannot be drawn as a QR code: {e}"
+                    )),
+                })
             }
         },
         Err(e) => {
@@ -270,6 +276,28 @@ mod tests {
         let shown = shown.lock().unwrap();
         assert_eq!(shown.len(), 1);
         assert!(shown[0].starts_with("error 卡付款码超时"), "{shown:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_code_too_long_for_a_qr_is_an_error_to_the_pos() {
+        let (script, shown) = rig(vec![Ok("9".repeat(10_000))]);
+        let fetch = move || {
+            let next = script.lock().unwrap().pop_front().unwrap();
+            async move { next }
+        };
+        let log = shown.clone();
+        let (first, _) = open(PayCodeConfig::default(), fetch, move |s: Screen| {
+            log.lock().unwrap().push(describe(&s))
+        })
+        .await;
+        assert!(
+            matches!(first, FirstCode::Failed(ApiError::Server { .. })),
+            "{first:?}"
+        );
+        assert!(
+            shown.lock().unwrap()[0].starts_with("error QR"),
+            "{shown:?}"
+        );
     }
 
     #[tokio::test(start_paused = true)]
