@@ -55,16 +55,11 @@ fn check_binaries() {
 
 // ---- processes ----------------------------------------------------------------------------
 
-/// The simulator process, started as the integration tests start it, its log in
-/// `dir/wxcard-sim.log`.
-fn start_sim(dir: &Path, cards: Option<&Path>) -> SimProcess {
-    let log = dir.join("wxcard-sim.log");
+/// The simulator process, started as the integration tests start it.
+fn start_sim(cards: Option<&Path>) -> SimProcess {
     match cards {
-        Some(file) => {
-            let file = file.to_str().expect("a UTF-8 path");
-            SimProcess::start_logging_to(&["--cards", file], Some(&log))
-        }
-        None => SimProcess::start_logging_to(&[], Some(&log)),
+        Some(file) => SimProcess::spawn(&["--cards", file.to_str().expect("a UTF-8 path")]),
+        None => SimProcess::spawn(&[]),
     }
 }
 
@@ -325,7 +320,7 @@ fn scan_run(
 
 fn bench_scans(scans: usize) {
     let dir = temp_dir();
-    let sim = start_sim(dir.path(), Some(&card_file(dir.path())));
+    let sim = start_sim(Some(&card_file(dir.path())));
     let mut pty = Pty::open();
     let link = dir.path().join("scanner-front");
     point_link(&link, &pty.slave);
@@ -496,7 +491,7 @@ fn populate(store_dir: &Path, cards: u64) {
 fn bench_ready() {
     let dir = temp_dir();
     // The backend is refused: readiness must not depend on it.
-    let sim = start_sim(dir.path(), None);
+    let sim = start_sim(None);
     sim.set_fault("refuse");
     let (config, socket) = write_config(dir.path(), sim.api, "", "");
     let t = Instant::now();
@@ -549,7 +544,7 @@ fn bench_ready() {
 
 fn bench_replay(writes: usize) {
     let dir = temp_dir();
-    let sim = start_sim(dir.path(), None);
+    let sim = start_sim(None);
     sim.set_fault("refuse");
     let (config, socket) = write_config(
         dir.path(),

@@ -2,64 +2,28 @@
 
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 
-/// A running `wxcard-sim` process, killed on drop.
-pub struct SimProcess {
-    child: Child,
-    /// The vendor API's address.
-    pub api: SocketAddr,
-    /// The admin API's address.
-    pub admin: SocketAddr,
-}
+/// The simulator process, as the `sim_*` tests start it (its log in a file of its own,
+/// SIGTERM on drop).
+#[path = "../sim_support/mod.rs"]
+mod sim_process;
+pub use sim_process::SimProcess;
 
 impl SimProcess {
-    /// Starts `wxcard-sim` on free loopback ports and waits for its ready line.
+    /// Starts `wxcard-sim` on free loopback ports with `extra_args` and waits for it.
     pub fn start(extra_args: &[&str]) -> SimProcess {
-        Self::start_logging_to(extra_args, None)
-    }
-
-    /// Like [`SimProcess::start`], with the simulator's log (stderr) going to `log` if given.
-    pub fn start_logging_to(extra_args: &[&str], log: Option<&std::path::Path>) -> SimProcess {
-        let stderr = match log {
-            Some(path) => Stdio::from(std::fs::File::create(path).unwrap()),
-            None => Stdio::inherit(),
-        };
-        let mut child = Command::new(env!("CARGO_BIN_EXE_wxcard-sim"))
-            .args(["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
-            .args(extra_args)
-            .stdout(Stdio::piped())
-            .stderr(stderr)
-            .spawn()
-            .expect("wxcard-sim starts");
-        let stdout = child.stdout.take().unwrap();
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("ready line");
-        let field = |name: &str| -> SocketAddr {
-            line.split_whitespace()
-                .find_map(|w| w.strip_prefix(name))
-                .unwrap_or_else(|| panic!("no {name} in ready line {line:?}"))
-                .parse()
-                .unwrap()
-        };
-        let (api, admin) = (field("api="), field("admin="));
-        SimProcess { child, api, admin }
+        SimProcess::spawn(extra_args)
     }
 
     /// The base URL for a client.
     pub fn base_url(&self) -> String {
         format!("http://{}/", self.api)
     }
-}
 
-impl Drop for SimProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    /// Puts a fault mode in force (`none`, `refuse`, `http500`, ...).
+    pub fn set_fault(&self, mode: &str) {
+        self.set_mode(mode);
     }
 }
 
@@ -72,32 +36,6 @@ pub fn write_config(dir: &std::path::Path, base_url: &str, extra: &str) -> std::
     )
     .unwrap();
     path
-}
-
-/// Admin calls to a simulator process.
-impl SimProcess {
-    /// Puts a fault mode in force (`none`, `refuse`, `http500`, ...).
-    pub fn set_fault(&self, mode: &str) {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(true)
-            .build()
-            .into();
-        agent
-            .put(&format!("http://{}/admin/faults", self.admin))
-            .content_type("application/json")
-            .send(format!("{{\"mode\":\"{mode}\"}}").as_bytes())
-            .expect("admin faults");
-    }
-
-    /// The simulator's write counters.
-    pub fn counters(&self) -> serde_json::Value {
-        let mut response = ureq::get(&format!("http://{}/admin/counters", self.admin))
-            .call()
-            .expect("admin counters");
-        let text = response.body_mut().read_to_string().unwrap();
-        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
-        value.get("data").cloned().unwrap_or(value)
-    }
 }
 
 /// A running `wxcardd` process with its own notify socket, killed on drop.
