@@ -96,6 +96,10 @@ fn the_api_token_never_reaches_the_log_even_at_trace() {
     // The trace log is really on: the client's own debug line is there.
     assert!(text.contains("getmembercard: HTTP 200"), "{text}");
     assert!(!text.contains("TOPSECRET456"), "the token leaked:\n{text}");
+    // ...and it did reach the backend, as a request header.
+    let (status, headers) = sim.admin_get("last-headers");
+    assert_eq!(status, 200, "{headers}");
+    assert_eq!(headers["x-api-token"], "TOPSECRET456", "{headers}");
     // The HTTP crates hex-dump request heads (token included, split over lines) at trace:
     // none of their debug or trace lines may appear.
     for noisy in [

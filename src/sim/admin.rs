@@ -32,6 +32,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         )
         .route("/admin/force", post(force))
         .route("/admin/counters", get(counters))
+        .route("/admin/last-headers", get(last_headers))
         .route("/admin/reset", post(reset))
         .route("/admin/cards", get(list_cards).post(post_cards))
         .route("/admin/cards/{wx_code}", get(get_card).put(put_card))
@@ -130,6 +131,10 @@ async fn force(State(s): AdminState, body: Bytes) -> Answer {
 
 async fn counters(State(s): AdminState) -> Answer {
     ok(s.state().counters().to_json())
+}
+
+async fn last_headers(State(s): AdminState) -> Answer {
+    ok(json!(s.last_headers()))
 }
 
 async fn reset(State(s): AdminState) -> Answer {

@@ -38,14 +38,18 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
     let write = |endpoint: Endpoint| {
         post(
             move |State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes| {
+                s.record_headers(&headers);
                 dispatch(s, endpoint, Input::Body(headers, body))
             },
         )
     };
     let read = |endpoint: Endpoint| {
-        get(move |State(s): State<Arc<Shared>>, params: Params| {
-            dispatch(s, endpoint, Input::Query(params))
-        })
+        get(
+            move |State(s): State<Arc<Shared>>, headers: HeaderMap, params: Params| {
+                s.record_headers(&headers);
+                dispatch(s, endpoint, Input::Query(params))
+            },
+        )
     };
     Router::new()
         .route(&Endpoint::SaveCardId.path(), write(Endpoint::SaveCardId))

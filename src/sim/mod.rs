@@ -121,6 +121,9 @@ pub(crate) struct Shared {
     forced: Mutex<Forced>,
     pub faults: watch::Sender<FaultsVersion>,
     pub listen: watch::Sender<ListenStatus>,
+    /// The extra headers (any but the HTTP plumbing ones) of the last API request, so tests
+    /// can see that the client's token arrives. In memory only, never logged.
+    last_headers: Mutex<std::collections::BTreeMap<String, String>>,
 }
 
 /// Locks a mutex, recovering from poisoning: a panicked request must not stop the sim.
@@ -139,7 +142,35 @@ impl Shared {
                 version: 0,
                 state: ListenState::Up,
             }),
+            last_headers: Mutex::new(std::collections::BTreeMap::new()),
         }
+    }
+
+    /// Keeps the extra headers of an API request (see `last_headers`).
+    pub fn record_headers(&self, headers: &axum::http::HeaderMap) {
+        const PLUMBING: [&str; 6] = [
+            "host",
+            "user-agent",
+            "accept",
+            "accept-encoding",
+            "content-type",
+            "content-length",
+        ];
+        *lock(&self.last_headers) = headers
+            .iter()
+            .filter(|(name, _)| !PLUMBING.contains(&name.as_str()))
+            .map(|(name, value)| {
+                (
+                    name.as_str().to_owned(),
+                    String::from_utf8_lossy(value.as_bytes()).into_owned(),
+                )
+            })
+            .collect();
+    }
+
+    /// The extra headers of the last API request.
+    pub fn last_headers(&self) -> std::collections::BTreeMap<String, String> {
+        lock(&self.last_headers).clone()
     }
 
     pub fn state(&self) -> MutexGuard<'_, SimState> {
