@@ -182,41 +182,46 @@ mod tests {
         }
     }
 
-    fn rig(script: Vec<Result<String, ApiError>>) -> (Script, Arc<Mutex<Vec<String>>>) {
-        (
-            Arc::new(Mutex::new(script.into())),
-            Arc::new(Mutex::new(Vec::new())),
-        )
+    /// Opens a pay screen whose fetches answer from `script` (then "backend down"); returns
+    /// the first code, the refresher, and the screens shown so far (described).
+    async fn open_scripted(
+        config: PayCodeConfig,
+        script: Vec<Result<String, ApiError>>,
+    ) -> (FirstCode, impl Future<Output = ()>, Arc<Mutex<Vec<String>>>) {
+        let script: Script = Arc::new(Mutex::new(script.into()));
+        let shown = Arc::new(Mutex::new(Vec::new()));
+        let fetch = move || {
+            let next = script
+                .lock()
+                .unwrap()
+                .pop_front()
+                .unwrap_or_else(|| Err(down()));
+            async move { next }
+        };
+        let log = Arc::clone(&shown);
+        let (first, refresh) = open(config, fetch, move |s: Screen| {
+            log.lock().unwrap().push(describe(&s))
+        })
+        .await;
+        (first, refresh, shown)
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_code_is_refreshed_before_it_expires_until_the_screen_closes() {
-        let (script, shown) = rig(vec![
-            Ok("111111111111111111".into()),
-            Ok("222222222222222222".into()),
-            Ok("333333333333333333".into()),
-        ]);
-        let fetch = {
-            let script = script.clone();
-            move || {
-                let next = script
-                    .lock()
-                    .unwrap()
-                    .pop_front()
-                    .unwrap_or_else(|| Err(down()));
-                async move { next }
-            }
-        };
-        let show = {
-            let shown = shown.clone();
-            move |s: Screen| shown.lock().unwrap().push(describe(&s))
-        };
         let config = PayCodeConfig {
             ttl_s: 60,
             refresh_before_s: 5,
         };
         let start = tokio::time::Instant::now();
-        let (first, refresh) = open(config, fetch, show).await;
+        let (first, refresh, shown) = open_scripted(
+            config,
+            vec![
+                Ok("111111111111111111".into()),
+                Ok("222222222222222222".into()),
+                Ok("333333333333333333".into()),
+            ],
+        )
+        .await;
         assert!(matches!(first, FirstCode::Shown(ref c) if c == "111111111111111111"));
         let task = tokio::spawn(refresh);
         // Just before the refresh point nothing new; at 55 s the second code.
@@ -241,35 +246,25 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn an_expired_code_is_fetched_again_once_then_the_error_is_shown() {
-        let (script, shown) = rig(vec![
-            Err(business(Status::PayCodeExpired)),
-            Ok("444444444444444444".into()),
-        ]);
-        let fetch = move || {
-            let next = script.lock().unwrap().pop_front().unwrap();
-            async move { next }
-        };
-        let log = shown.clone();
-        let (first, _) = open(PayCodeConfig::default(), fetch, move |s: Screen| {
-            log.lock().unwrap().push(describe(&s))
-        })
+        let (first, _, shown) = open_scripted(
+            PayCodeConfig::default(),
+            vec![
+                Err(business(Status::PayCodeExpired)),
+                Ok("444444444444444444".into()),
+            ],
+        )
         .await;
         assert!(matches!(first, FirstCode::Shown(_)));
         assert_eq!(*shown.lock().unwrap(), ["code 444444444444444444"]);
 
-        let (script, shown) = rig(vec![
-            Err(business(Status::CardPayCodeExpired)),
-            Err(business(Status::CardPayCodeExpired)),
-            Ok("never".into()),
-        ]);
-        let fetch = move || {
-            let next = script.lock().unwrap().pop_front().unwrap();
-            async move { next }
-        };
-        let log = shown.clone();
-        let (first, refresh) = open(PayCodeConfig::default(), fetch, move |s: Screen| {
-            log.lock().unwrap().push(describe(&s))
-        })
+        let (first, refresh, shown) = open_scripted(
+            PayCodeConfig::default(),
+            vec![
+                Err(business(Status::CardPayCodeExpired)),
+                Err(business(Status::CardPayCodeExpired)),
+                Ok("never".into()),
+            ],
+        )
         .await;
         assert!(matches!(first, FirstCode::Failed(_)));
         refresh.await; // ends at once: nothing to refresh
@@ -280,16 +275,8 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_code_too_long_for_a_qr_is_an_error_to_the_pos() {
-        let (script, shown) = rig(vec![Ok("9".repeat(10_000))]);
-        let fetch = move || {
-            let next = script.lock().unwrap().pop_front().unwrap();
-            async move { next }
-        };
-        let log = shown.clone();
-        let (first, _) = open(PayCodeConfig::default(), fetch, move |s: Screen| {
-            log.lock().unwrap().push(describe(&s))
-        })
-        .await;
+        let (first, _, shown) =
+            open_scripted(PayCodeConfig::default(), vec![Ok("9".repeat(10_000))]).await;
         assert!(
             matches!(first, FirstCode::Failed(ApiError::Server { .. })),
             "{first:?}"
@@ -302,15 +289,10 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn offline_shows_a_message_never_an_old_code() {
-        let (script, shown) = rig(vec![Ok("555555555555555555".into()), Err(down())]);
-        let fetch = move || {
-            let next = script.lock().unwrap().pop_front().unwrap();
-            async move { next }
-        };
-        let log = shown.clone();
-        let (_, refresh) = open(PayCodeConfig::default(), fetch, move |s: Screen| {
-            log.lock().unwrap().push(describe(&s))
-        })
+        let (_, refresh, shown) = open_scripted(
+            PayCodeConfig::default(),
+            vec![Ok("555555555555555555".into()), Err(down())],
+        )
         .await;
         refresh.await; // the refresh fails offline and ends
         assert_eq!(
