@@ -105,6 +105,10 @@ pub struct ControlConfig {
     pub max_subscribers: usize,
     /// Events queued for one subscriber before it is dropped as too slow.
     pub subscriber_queue: usize,
+    /// Connections served at once; past this a new one is answered `ERROR busy` and closed.
+    /// Any uid but root's and the daemon's own may hold a quarter of them; those two have 8
+    /// more beyond the cap.
+    pub max_connections: usize,
 }
 
 impl Default for ControlConfig {
@@ -116,6 +120,7 @@ impl Default for ControlConfig {
             allowed_gids: Vec::new(),
             max_subscribers: 16,
             subscriber_queue: 256,
+            max_connections: 64,
         }
     }
 }
@@ -255,6 +260,9 @@ impl Config {
         }
         if self.control.subscriber_queue == 0 {
             return Err(invalid("control.subscriber_queue", "must be more than 0"));
+        }
+        if self.control.max_connections == 0 {
+            return Err(invalid("control.max_connections", "must be more than 0"));
         }
         Ok(())
     }

@@ -124,6 +124,7 @@ pub async fn run(mut config: Config, options: RunOptions) -> anyhow::Result<()> 
     let limits = Limits {
         max_subscribers: config.control.max_subscribers,
         subscriber_queue: config.control.subscriber_queue,
+        max_connections: config.control.max_connections,
     };
     let server_task = tokio::spawn(server::serve(
         listener,

@@ -143,12 +143,16 @@ pub struct TerminalConfig {
 pub struct WebConfig {
     /// Address of the kiosk page; default `127.0.0.1:8765` (loopback only).
     pub listen: SocketAddr,
+    /// Connections to the page at once; past this a new one gets `503` and is closed.
+    /// Default 16.
+    pub max_clients: usize,
 }
 
 impl Default for WebConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8765)),
+            max_clients: 16,
         }
     }
 }

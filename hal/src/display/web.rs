@@ -11,7 +11,10 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -80,6 +83,13 @@ impl WebDisplay {
         let local = std_listener.local_addr().map_err(|e| err(e.to_string()))?;
         let listener =
             tokio::net::TcpListener::from_std(std_listener).map_err(|e| err(e.to_string()))?;
+        let listener = CappedListener {
+            inner: listener,
+            clients: Arc::new(AtomicUsize::new(0)),
+            max: config.max_clients.max(1),
+            backoff: Duration::ZERO,
+            failures: 0,
+        };
 
         let blank = View::of(&Screen::Blank, &texts, Instant::now());
         let (current, rx) = watch::channel(Current {
@@ -165,6 +175,117 @@ impl CustomerDisplay for WebDisplay {
 
     fn name(&self) -> &'static str {
         "web"
+    }
+}
+
+/// The kiosk's listener: at most `max` connections at once; past that a connection is
+/// answered `503 Service Unavailable` and closed, so no local user can run the daemon out of
+/// file descriptors (and so stop it answering on its control socket) through this port. A
+/// failing `accept` backs off from 10 ms to 1 s and is logged once per burst.
+struct CappedListener {
+    inner: tokio::net::TcpListener,
+    clients: Arc<AtomicUsize>,
+    max: usize,
+    backoff: Duration,
+    failures: u64,
+}
+
+/// What an over-cap connection gets before it is closed.
+const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n\
+    Retry-After: 1\r\nContent-Length: 5\r\nConnection: close\r\n\r\nbusy\n";
+
+impl axum::serve::Listener for CappedListener {
+    type Io = Counted;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let (stream, addr) = match self.inner.accept().await {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    if self.failures == 0 {
+                        log::warn!(
+                            "kiosk page: accept failed: {e}; backing off (logged once per burst)"
+                        );
+                    }
+                    self.failures += 1;
+                    self.backoff =
+                        (self.backoff * 2).clamp(Duration::from_millis(10), Duration::from_secs(1));
+                    tokio::time::sleep(self.backoff).await;
+                    continue;
+                }
+            };
+            if self.failures > 0 {
+                log::warn!(
+                    "kiosk page: accept works again after {} failed attempts",
+                    self.failures
+                );
+                self.failures = 0;
+            }
+            self.backoff = Duration::ZERO;
+            let taken = self.clients.fetch_add(1, Ordering::SeqCst);
+            let guard = ClientSlot(Arc::clone(&self.clients));
+            if taken >= self.max {
+                drop(guard);
+                // A fresh socket's send buffer is empty: this never blocks. Then it is closed.
+                let _ = stream.try_write(BUSY);
+                continue;
+            }
+            return (
+                Counted {
+                    stream,
+                    _slot: guard,
+                },
+                addr,
+            );
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.inner.local_addr()
+    }
+}
+
+/// A kiosk client's place among `max_clients`; freed when its connection is dropped.
+struct ClientSlot(Arc<AtomicUsize>);
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// A kiosk connection holding its slot.
+struct Counted {
+    stream: tokio::net::TcpStream,
+    _slot: ClientSlot,
+}
+
+impl tokio::io::AsyncRead for Counted {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Counted {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
     }
 }
 
