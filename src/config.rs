@@ -177,6 +177,29 @@ impl Config {
         Ok(config)
     }
 
+    /// Settings that are valid but probably not what was meant, or unsafe; `wxcardd check`
+    /// prints them. Each is one sentence naming the key.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        let web = &self.display.web;
+        if self
+            .display
+            .backends
+            .contains(&wxcard_hal::display::BackendKind::Web)
+            && !web.listen.ip().is_loopback()
+            && !web.allow_remote
+        {
+            warnings.push(format!(
+                "display.web.listen {} is not a loopback address: the kiosk page will not \
+                 start (anyone on the network could read the pay code); set \
+                 display.web.allow_remote = true to serve it there behind a token \
+                 (wxcardctl status prints the address with it)",
+                web.listen
+            ));
+        }
+        warnings
+    }
+
     fn validate(&self, path: &Path) -> Result<(), ConfigError> {
         let invalid = |key, reason: &str| ConfigError::Invalid {
             path: path.to_owned(),

@@ -553,3 +553,53 @@ fn never_reading_subscribers_lose_their_slots() {
         );
     }
 }
+
+/// A kiosk page on every address: `wxcardd check` warns that it will not start without
+/// `allow_remote`; with it, the page needs the per-install token, which `wxcardctl status`
+/// prints.
+#[test]
+fn an_open_kiosk_address_is_warned_about_and_its_token_printed_by_wxcardctl_status() {
+    let sim = SimProcess::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let token_file = dir.path().join("state/kiosk-token");
+    let web = format!(
+        "\n[display]\nbackends = [\"web\"]\n[display.web]\nlisten = \"0.0.0.0:{port}\"\n\
+         token_file = \"{}\"\n",
+        token_file.display()
+    );
+    let (config, _) = support::daemon_config(dir.path(), &sim.base_url(), "", &web);
+    let check = Command::new(env!("CARGO_BIN_EXE_wxcardd"))
+        .args(["check", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&check.stderr);
+    assert!(check.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("warning") && stderr.contains("allow_remote"),
+        "wxcardd check says nothing about 0.0.0.0: {stderr:?}"
+    );
+
+    let daemon = Daemon::start(
+        dir.path(),
+        &sim,
+        &format!("{web}allow_remote = true\n"),
+        256,
+    );
+    let token = std::fs::read_to_string(&token_file).expect("token made at first start");
+    let status = Command::new(env!("CARGO_BIN_EXE_wxcardctl"))
+        .arg("--socket")
+        .arg(&daemon.socket)
+        .arg("status")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        stdout.contains(&format!(":{port}/k/{}/", token.trim())),
+        "wxcardctl status does not print the kiosk address: {stdout}"
+    );
+    // The token never reaches the log.
+    let log = std::fs::read_to_string(&daemon.log).unwrap();
+    assert!(!log.contains(token.trim()), "the kiosk token is in the log");
+}

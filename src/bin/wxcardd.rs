@@ -57,7 +57,10 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Some(Command::Check) => match load() {
-            Ok(_) => {
+            Ok(config) => {
+                for warning in config.warnings() {
+                    eprintln!("warning: {warning}");
+                }
                 println!("{}: OK", cli.config.display());
                 ExitCode::SUCCESS
             }
