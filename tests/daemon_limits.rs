@@ -34,6 +34,17 @@ impl Daemon {
     /// Starts the daemon with `extra` config (after `[control] socket`) and at most `nofile`
     /// open files, and waits for READY=1.
     fn start(dir: &Path, sim: &SimProcess, extra: &str, nofile: u64) -> Daemon {
+        Self::start_with(dir, sim, extra, nofile, |_| {})
+    }
+
+    /// [`Daemon::start`], with `tweak` applied to the command before it is spawned.
+    fn start_with(
+        dir: &Path,
+        sim: &SimProcess,
+        extra: &str,
+        nofile: u64,
+        tweak: impl FnOnce(&mut Command),
+    ) -> Daemon {
         let (config, socket) = support::daemon_config(dir, &sim.base_url(), "", extra);
         let log = dir.join("wxcardd.log");
         let notify_path = dir.join("notify.sock");
@@ -66,6 +77,7 @@ impl Daemon {
                 Ok(())
             });
         }
+        tweak(&mut command);
         let child = command.spawn().expect("wxcardd starts");
         let daemon = Daemon { child, log, socket };
         let mut buf = [0u8; 4096];
@@ -602,4 +614,46 @@ fn an_open_kiosk_address_is_warned_about_and_its_token_printed_by_wxcardctl_stat
     // The token never reaches the log.
     let log = std::fs::read_to_string(&daemon.log).unwrap();
     assert!(!log.contains(token.trim()), "the kiosk token is in the log");
+}
+
+/// A daemon that crashes (SIGABRT, as a release build's panic does) writes no core: a core
+/// would hold members' personal data and the API token. The test allows cores as generously
+/// as a careless system would (RLIMIT_CORE unlimited, the working directory writable).
+#[test]
+fn a_crashing_daemon_writes_no_core() {
+    use std::os::unix::process::ExitStatusExt;
+    let sim = SimProcess::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path().to_owned();
+    let mut daemon = Daemon::start_with(dir.path(), &sim, "", 256, |command| {
+        command.current_dir(&cwd);
+        // SAFETY: setrlimit is async-signal-safe.
+        unsafe {
+            command.pre_exec(|| {
+                let unlimited = libc::rlimit {
+                    rlim_cur: libc::RLIM_INFINITY,
+                    rlim_max: libc::RLIM_INFINITY,
+                };
+                libc::setrlimit(libc::RLIMIT_CORE, &unlimited);
+                Ok(())
+            });
+        }
+    });
+    // The daemon is up and serving (the API token file and the store are loaded).
+    let status = daemon.status_answer(Duration::from_secs(5));
+    assert!(status.is_ok(), "{status:?}");
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(daemon.pid() as i32, libc::SIGABRT) };
+    let exit = daemon.child.wait().unwrap();
+    assert_eq!(exit.signal(), Some(libc::SIGABRT), "{exit:?}");
+    let cores: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("core"))
+        .collect();
+    assert!(
+        !exit.core_dumped() && cores.is_empty(),
+        "the daemon dumped core ({exit:?}, files {cores:?})"
+    );
 }

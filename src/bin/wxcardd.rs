@@ -49,6 +49,8 @@ fn main() -> ExitCode {
         (Some(_), _) => "warn",
     };
     wxcardd::daemon::logging::init(default_log);
+    // Before the config (and the token file it names) is read.
+    wxcardd::daemon::forbid_core_dumps();
     let load = || {
         Config::load(&cli.config).map_err(|e| {
             eprintln!("{e}");
