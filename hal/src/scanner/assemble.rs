@@ -17,6 +17,8 @@ use super::{
     dedupe::Dedupe,
     frame::{FrameConfig, FrameParser, Parsed, Reject},
 };
+#[cfg(feature = "hidpos")]
+use super::{Symbology, frame::Frame};
 
 /// Parser, duplicate filter and pending events of one scanner.
 #[derive(Debug)]
@@ -60,6 +62,37 @@ impl Assembler {
         parser.push(bytes, now, &mut |p| deliver(name, dedupe, queue, p));
     }
 
+    /// Delivers a frame that arrived whole (a HID POS scan, reassembled from its reports):
+    /// `symbology`, when the reports carried one, wins over an AIM id in the data.
+    #[cfg(feature = "hidpos")]
+    pub(crate) fn push_whole(&mut self, frame: &[u8], symbology: Option<Symbology>, at: Instant) {
+        let parsed = match self.parser.whole(frame) {
+            Ok((code, in_data)) => Parsed::Frame(Frame {
+                code,
+                symbology: symbology.or(in_data),
+                at,
+            }),
+            Err(reason) => Parsed::Rejected(reason),
+        };
+        deliver(&self.name, &mut self.dedupe, &mut self.queue, parsed);
+    }
+
+    /// Rejects a frame the backend found bad itself, with the reason.
+    #[cfg(feature = "hidpos")]
+    pub(crate) fn reject(&mut self, reason: Reject) {
+        deliver(
+            &self.name,
+            &mut self.dedupe,
+            &mut self.queue,
+            Parsed::Rejected(reason),
+        );
+    }
+
+    /// Events waiting to be handed out.
+    pub fn pending(&self) -> usize {
+        self.queue.len()
+    }
+
     /// Marks the frame in progress as bad (see [`FrameParser::poison`]).
     pub fn poison(&mut self, reason: Reject, now: Instant) {
         self.parser.poison(reason, now);
@@ -94,7 +127,7 @@ impl Assembler {
         dedupe.clear();
     }
 
-    #[cfg(any(feature = "serial", feature = "evdev"))]
+    #[cfg(any(feature = "serial", feature = "evdev", feature = "hidpos"))]
     /// Queues an event of the backend's own (a disconnection) behind the pending ones.
     pub(crate) fn report(&mut self, event: ScannerEvent) {
         self.queue.push_back(event);

@@ -5,6 +5,8 @@ use serde::Deserialize;
 
 #[cfg(feature = "evdev")]
 use super::evdev;
+#[cfg(feature = "hidpos")]
+use super::hidpos;
 #[cfg(feature = "serial")]
 use super::serial;
 #[cfg(feature = "stdin")]
@@ -55,6 +57,9 @@ pub enum DeviceConfig {
     /// Codes typed or piped on standard input, one per line.
     #[cfg(feature = "stdin")]
     Stdin,
+    /// A USB HID POS scanner read through hidraw.
+    #[cfg(feature = "hidpos")]
+    Hidpos(hidpos::HidPosConfig),
 }
 
 /// Any configured scanner, so the daemon can spawn every entry of its config the same way.
@@ -69,6 +74,9 @@ pub enum AnyScanner {
     /// Standard input.
     #[cfg(feature = "stdin")]
     Stdin(stdin::StdinScanner),
+    /// A HID POS scanner.
+    #[cfg(feature = "hidpos")]
+    Hidpos(hidpos::HidPosScanner),
 }
 
 impl AnyScanner {
@@ -90,6 +98,10 @@ impl AnyScanner {
             DeviceConfig::Stdin => {
                 AnyScanner::Stdin(stdin::StdinScanner::stdin(name, frame, window)?)
             }
+            #[cfg(feature = "hidpos")]
+            DeviceConfig::Hidpos(device) => {
+                AnyScanner::Hidpos(hidpos::HidPosScanner::new(name, device, frame, window)?)
+            }
         })
     }
 }
@@ -103,6 +115,8 @@ impl ScanSource for AnyScanner {
             AnyScanner::Evdev(s) => s.name(),
             #[cfg(feature = "stdin")]
             AnyScanner::Stdin(s) => s.name(),
+            #[cfg(feature = "hidpos")]
+            AnyScanner::Hidpos(s) => s.name(),
         }
     }
 
@@ -114,6 +128,8 @@ impl ScanSource for AnyScanner {
             AnyScanner::Evdev(s) => s.next_event().await,
             #[cfg(feature = "stdin")]
             AnyScanner::Stdin(s) => s.next_event().await,
+            #[cfg(feature = "hidpos")]
+            AnyScanner::Hidpos(s) => s.next_event().await,
         }
     }
 }

@@ -38,6 +38,18 @@ pub(crate) trait Device: Sized + Send {
     fn describe(&self) -> Option<String> {
         None
     }
+
+    /// When the backend's own partial input times out (a HID POS code whose continuation
+    /// never came), if it holds any.
+    fn deadline(&self) -> Option<Instant> {
+        None
+    }
+
+    /// Ends the backend's partial input if its deadline passed by `now`.
+    fn poll_idle(&mut self, _now: Instant, _assembler: &mut Assembler) {}
+
+    /// The device is going away: report partial input the backend holds as cut short.
+    fn lost(&mut self, _assembler: &mut Assembler) {}
 }
 
 /// Opens a device; the backend's own settings are captured by the closure.
@@ -146,7 +158,10 @@ impl<D: Device> DeviceSource<D> {
                     opened_at,
                     delay,
                 } => {
-                    let deadline = self.assembler.deadline();
+                    let deadline = match (self.assembler.deadline(), device.deadline()) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    };
                     let read = tokio::select! {
                         read = device.read(&mut self.buf) => Some(read),
                         () = sleep_until(deadline) => None,
@@ -155,6 +170,7 @@ impl<D: Device> DeviceSource<D> {
                     let error = match read {
                         None => {
                             self.assembler.poll_idle(now);
+                            device.poll_idle(now, &mut self.assembler);
                             continue;
                         }
                         Some(Ok(0)) => ScannerError::HungUp {
@@ -178,6 +194,7 @@ impl<D: Device> DeviceSource<D> {
                         },
                     };
                     log::warn!("scanner {name}: {error}; retrying until it is back");
+                    device.lost(&mut self.assembler);
                     // A device that fails right after opening (a node left behind during
                     // teardown) keeps the backoff growing instead of flapping every 100 ms.
                     let clock = tokio::time::Instant::now();

@@ -146,6 +146,9 @@ pub enum Reject {
         /// The Linux key code.
         code: u16,
     },
+    /// A HID POS report that does not fit its report descriptor.
+    #[error("bad HID POS report: {0}")]
+    BadReport(#[from] super::hid_descriptor::ReportFault),
 }
 
 /// Invalid frame configuration.
@@ -352,6 +355,26 @@ impl FrameParser {
             });
         }
         self.reset();
+    }
+
+    /// Picks apart a frame that arrived whole, with no terminator needed (a HID POS scan):
+    /// a leading STX and trailing terminator bytes (a suffix left on in the scanner's settings)
+    /// are dropped, then prefix, AIM id and suffix as for any frame.
+    pub(crate) fn whole(&self, frame: &[u8]) -> Result<(Code, Option<Symbology>), Reject> {
+        let mut frame = frame;
+        if self.stx {
+            frame = frame.strip_prefix(&[STX]).unwrap_or(frame);
+        }
+        while let Some((&last, rest)) = frame.split_last() {
+            if last == STX || !self.special[usize::from(last)] {
+                break;
+            }
+            frame = rest;
+        }
+        if frame.len() > FRAME_CAPACITY {
+            return Err(Reject::TooLong { len: frame.len() });
+        }
+        self.body(frame)
     }
 
     /// Picks a finished frame apart: prefix, AIM id, data, suffix.

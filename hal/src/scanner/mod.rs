@@ -1,12 +1,13 @@
-//! Sources of scans: serial scanners, USB HID keyboard-wedge scanners, stdin.
+//! Sources of scans: serial scanners, USB HID keyboard-wedge scanners, USB HID POS scanners,
+//! stdin.
 //!
 //! # Layout
 //! - [`frame`]: the frame parser every backend shares (nom, fixed memory, no IO).
 //! - [`dedupe`]: the same code twice from one scanner within a window is reported once.
 //! - [`classify`]: WeChat member card code, merchant card number or other, by config rules.
-//! - `serial`, `evdev` (+ `keymap`), `stdin`: one file per backend, each behind a Cargo
-//!   feature of the same name. `device` holds the reopen-with-backoff loop serial and evdev
-//!   share.
+//! - `serial`, `evdev` (+ `keymap`), `hidpos` (+ [`hid_descriptor`]), `stdin`: one file per
+//!   backend, each behind a Cargo feature of the same name. `device` holds the
+//!   reopen-with-backoff loop serial, evdev and hidpos share.
 //!
 //! Every backend implements [`ScanSource`]: an async method that yields the next
 //! [`ScannerEvent`] (connected, disconnected, a scan, a rejected frame). A source never ends
@@ -20,14 +21,22 @@ use tokio::sync::mpsc;
 
 mod assemble;
 pub mod classify;
-#[cfg(any(feature = "serial", feature = "evdev", feature = "stdin"))]
+#[cfg(any(
+    feature = "serial",
+    feature = "evdev",
+    feature = "hidpos",
+    feature = "stdin"
+))]
 mod config;
 pub mod dedupe;
-#[cfg(any(feature = "serial", feature = "evdev"))]
+#[cfg(any(feature = "serial", feature = "evdev", feature = "hidpos"))]
 mod device;
 #[cfg(feature = "evdev")]
 pub mod evdev;
 pub mod frame;
+pub mod hid_descriptor;
+#[cfg(feature = "hidpos")]
+pub mod hidpos;
 #[cfg(feature = "evdev")]
 pub mod keymap;
 #[cfg(feature = "serial")]
@@ -37,7 +46,12 @@ pub mod stdin;
 
 pub use assemble::Assembler;
 pub use classify::{Classifier, ClassifyConfig, CodeKind};
-#[cfg(any(feature = "serial", feature = "evdev", feature = "stdin"))]
+#[cfg(any(
+    feature = "serial",
+    feature = "evdev",
+    feature = "hidpos",
+    feature = "stdin"
+))]
 pub use config::{AnyScanner, DeviceConfig, ScannerConfig};
 pub use frame::{CODE_CAPACITY, FrameConfig, FrameParser, Parsed, Reject};
 
