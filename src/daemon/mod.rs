@@ -85,7 +85,8 @@ pub async fn run(mut config: Config, options: RunOptions) -> anyhow::Result<()> 
     let (events, _) = broadcast::channel(1024);
     let classifier = wxcard_hal::scanner::Classifier::new(&config.classify)
         .map_err(|e| ConfigProblem(format!("invalid [classify] rules: {e}")))?;
-    let screen = display::CustomerScreen::start(&config.display, config.paycode.clone());
+    let screen =
+        display::CustomerScreen::start(&config.display, config.paycode.clone(), events.clone());
     let engine = Arc::new(Engine::new(
         service.clone(),
         events.clone(),
@@ -172,7 +173,7 @@ pub async fn run(mut config: Config, options: RunOptions) -> anyhow::Result<()> 
                     if let Ok(classifier) = wxcard_hal::scanner::Classifier::new(&new.classify) {
                         engine.set_classifier(classifier);
                     }
-                    screen.reload(&new.display, new.paycode.clone()).await;
+                    let _ = screen.reload(&new.display, new.paycode.clone()).await;
                     config.scanners = new.scanners;
                     config.classify = new.classify;
                     config.display = new.display;

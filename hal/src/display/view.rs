@@ -169,7 +169,12 @@ impl<'a> View<'a> {
                 v.rows = vec![
                     row("", c.card.to_string()),
                     row(&l.balance, c.balance.clone()),
-                    row(&l.points, c.points.clone()),
+                ];
+                // No points line when the backend did not say: "-" would read as zero.
+                if let Some(points) = &c.points {
+                    v.rows.push(row(&l.points, points.clone()));
+                }
+                v.rows.extend([
                     row(
                         &l.member_price,
                         if c.member_price {
@@ -179,7 +184,7 @@ impl<'a> View<'a> {
                         },
                     ),
                     row(&l.discount, c.discount.clone()),
-                ];
+                ]);
             }
             Screen::PayCode(p) if p.is_expired(now) => {
                 v.kind = "message";
