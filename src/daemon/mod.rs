@@ -14,7 +14,7 @@ pub mod notify;
 pub mod paycode;
 mod scanners;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -46,12 +46,7 @@ pub struct RunOptions {
 #[error("{0}")]
 pub struct ConfigProblem(pub String);
 
-/// Where systemd's `LoadCredential=api-headers:...` puts the token file.
-fn credential_headers() -> Option<PathBuf> {
-    let dir = std::env::var_os("CREDENTIALS_DIRECTORY")?;
-    let path = Path::new(&dir).join("api-headers");
-    path.exists().then_some(path)
-}
+use crate::config::credential_headers;
 
 /// Runs the daemon until SIGTERM or SIGINT.
 pub async fn run(mut config: Config, options: RunOptions) -> anyhow::Result<()> {
