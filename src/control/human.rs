@@ -92,7 +92,17 @@ pub fn describe(command: &Command, r: &Value) -> String {
     match command {
         Command::Lookup(_) | Command::Scan(_) => describe_lookup(r),
         Command::Activate(_) | Command::Create(_) | Command::Issue(_) => describe_write(r),
-        Command::PayCodeShow(_) => format!("pay code {} shown", text(&r["pay_code"])),
+        Command::PayCodeShow(_) => {
+            let on: Vec<String> = r["shown_on"]
+                .as_array()
+                .map(|a| a.iter().map(text).collect())
+                .unwrap_or_default();
+            format!(
+                "pay code {} shown on {}",
+                text(&r["pay_code"]),
+                on.join(", ")
+            )
+        }
         Command::Status => {
             let s = &r["service"];
             let mut out = format!(

@@ -45,6 +45,8 @@ pub struct Shown {
     pub screen: Screen,
     /// The scan it shows the outcome of; `None` for screens the POS app asked for.
     pub scan_id: Option<u64>,
+    /// Counts every screen published, so a backend's report says which one it drew.
+    pub seq: u64,
 }
 
 impl Shows for Shown {
@@ -65,6 +67,8 @@ struct BackendState {
     reason: Option<String>,
     /// The scan id of the screen it last drew.
     scan_id: Option<u64>,
+    /// The `seq` of the screen it last drew.
+    seq: u64,
 }
 
 struct Backend {
@@ -124,6 +128,7 @@ impl Backend {
             state: "opening",
             reason: None,
             scan_id: None,
+            seq: 0,
         });
         let task = tokio::spawn(run_backend(kind, config.clone(), rx, state_tx, events));
         Backend {
@@ -191,11 +196,12 @@ async fn run_backend(
                     state: "open",
                     reason: None,
                     scan_id: shown.scan_id,
+                    seq: shown.seq,
                 },
                 Err(e) => BackendState {
                     state: "failing",
                     reason: Some(e.to_string()),
-                    scan_id: state.borrow().scan_id,
+                    ..state.borrow().clone()
                 },
             };
             set_state(kind, &state, &events, new);
@@ -222,17 +228,12 @@ async fn run_backend(
                 break;
             }
             Err(e) => {
-                let scan_id = state.borrow().scan_id;
-                set_state(
-                    kind,
-                    &state,
-                    &events,
-                    BackendState {
-                        state: "failing",
-                        reason: Some(format!("cannot open: {e}; retrying")),
-                        scan_id,
-                    },
-                );
+                let new = BackendState {
+                    state: "failing",
+                    reason: Some(format!("cannot open: {e}; retrying")),
+                    ..state.borrow().clone()
+                };
+                set_state(kind, &state, &events, new);
                 // Wait, unless the backend is closed meanwhile.
                 let closed = tokio::select! {
                     () = tokio::time::sleep(wait) => false,
@@ -251,17 +252,12 @@ async fn run_backend(
             }
         }
     }
-    let scan_id = state.borrow().scan_id;
-    set_state(
-        kind,
-        &state,
-        &events,
-        BackendState {
-            state: "closed",
-            reason: None,
-            scan_id,
-        },
-    );
+    let new = BackendState {
+        state: "closed",
+        reason: None,
+        ..state.borrow().clone()
+    };
+    set_state(kind, &state, &events, new);
 }
 
 enum Opened {
@@ -280,6 +276,7 @@ impl CustomerScreen {
         let current = Shown {
             screen: Screen::Idle,
             scan_id: None,
+            seq: 0,
         };
         let backends = config
             .backends
@@ -322,6 +319,33 @@ impl CustomerScreen {
             .collect()
     }
 
+    /// Waits (at most `limit`) until every backend that is not failing has drawn the
+    /// current screen; returns the names of those that did.
+    pub async fn drawn_by(&self, limit: Duration) -> Vec<&'static str> {
+        let (seq, states) = {
+            let inner = self.inner();
+            let states: Vec<_> = inner
+                .backends
+                .iter()
+                .map(|b| (kind_name(b.kind), b.state.clone()))
+                .collect();
+            (inner.current.seq, states)
+        };
+        let mut drawn = Vec::new();
+        let deadline = tokio::time::Instant::now() + limit;
+        for (name, mut state) in states {
+            let done = tokio::time::timeout_at(
+                deadline,
+                state.wait_for(|s| s.seq >= seq || s.state == "failing" || s.state == "closed"),
+            )
+            .await;
+            if matches!(done, Ok(Ok(ref s)) if s.seq >= seq) {
+                drawn.push(name);
+            }
+        }
+        drawn
+    }
+
     /// Whether any display is configured at all.
     pub fn configured(&self) -> bool {
         !self.inner().backends.is_empty()
@@ -345,7 +369,12 @@ impl CustomerScreen {
         json!({"kind": kind, "scan_id": inner.current.scan_id})
     }
 
-    fn publish(inner: &mut Inner, shown: Shown) {
+    fn publish(inner: &mut Inner, screen: Screen, scan_id: Option<u64>) {
+        let shown = Shown {
+            screen,
+            scan_id,
+            seq: inner.current.seq + 1,
+        };
         for backend in &inner.backends {
             backend.screens.send_replace(shown.clone());
         }
@@ -358,13 +387,7 @@ impl CustomerScreen {
         if let Some(task) = inner.refresher.take() {
             task.abort();
         }
-        Self::publish(
-            &mut inner,
-            Shown {
-                screen,
-                scan_id: None,
-            },
-        );
+        Self::publish(&mut inner, screen, None);
     }
 
     /// Shows the outcome of scan `scan_id`, unless a newer scan's screen was shown already
@@ -382,13 +405,7 @@ impl CustomerScreen {
         if let Some(task) = inner.refresher.take() {
             task.abort();
         }
-        Self::publish(
-            &mut inner,
-            Shown {
-                screen,
-                scan_id: Some(scan_id),
-            },
-        );
+        Self::publish(&mut inner, screen, Some(scan_id));
         Ok(())
     }
 
@@ -429,14 +446,7 @@ impl CustomerScreen {
             let me = Arc::downgrade(self);
             move |screen: Screen| {
                 if let Some(me) = me.upgrade() {
-                    let mut inner = me.inner();
-                    Self::publish(
-                        &mut inner,
-                        Shown {
-                            screen,
-                            scan_id: None,
-                        },
-                    );
+                    Self::publish(&mut me.inner(), screen, None);
                 }
             }
         };

@@ -306,7 +306,10 @@ impl Handler for Engine {
                 }
                 match self.screen.show_pay_code(&self.service, &p.wx_code).await {
                     Ok(code) => {
-                        let shown_on = self.screen.working();
+                        let shown_on = self
+                            .screen
+                            .drawn_by(std::time::Duration::from_secs(2))
+                            .await;
                         if shown_on.is_empty() {
                             return Err((
                                 ErrorCode::Failed,
