@@ -32,6 +32,7 @@ pub struct Engine {
     scanners: Mutex<BTreeMap<String, Value>>,
     screen: Arc<CustomerScreen>,
     pay_code_after_scan: bool,
+    show_other_codes: bool,
     started: Instant,
     in_flight: AtomicUsize,
     idle: Notify,
@@ -72,6 +73,7 @@ impl Engine {
         classifier: Classifier,
         screen: Arc<CustomerScreen>,
         pay_code_after_scan: bool,
+        show_other_codes: bool,
     ) -> Self {
         Engine {
             service,
@@ -80,6 +82,7 @@ impl Engine {
             scanners: Mutex::new(BTreeMap::new()),
             screen,
             pay_code_after_scan,
+            show_other_codes,
             started: Instant::now(),
             in_flight: AtomicUsize::new(0),
             idle: Notify::new(),
@@ -195,8 +198,18 @@ impl Engine {
             let _ = previous.await;
         }
         let answer = match found {
-            None => Ok(json!({"scan_id": scan_id, "code": code, "kind": kind_name,
-                              "looked_up": false})),
+            None => {
+                if self.show_other_codes {
+                    let _ = self.screen.show_for_scan(
+                        scan_id,
+                        Screen::Message(Message::Info(format!(
+                            "不是会员码 Not a member card code: {code}"
+                        ))),
+                    );
+                }
+                Ok(json!({"scan_id": scan_id, "code": code, "kind": kind_name,
+                          "looked_up": false}))
+            }
             Some(Err(e)) => Err(failed(e)),
             Some(Ok(Some(lookup))) => {
                 // The screen first, then the event: whoever sees the `card` event finds the

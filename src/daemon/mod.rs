@@ -38,6 +38,9 @@ pub struct RunOptions {
     pub config_path: Option<PathBuf>,
     /// After a scanned card is shown, open its pay screen as a POS app would (the demo).
     pub pay_code_after_scan: bool,
+    /// Show a scanned code that is not a member code on the customer display, as feedback to
+    /// whoever typed it (the demo; at a till, product barcodes are the POS app's business).
+    pub show_other_codes: bool,
 }
 
 /// A start-up failure caused by the configuration (or the token file): the binary exits 78
@@ -88,6 +91,7 @@ pub async fn run(mut config: Config, options: RunOptions) -> anyhow::Result<()> 
         classifier,
         Arc::clone(&screen),
         options.pay_code_after_scan,
+        options.show_other_codes,
     ));
     let (stop_tx, stop_rx) = watch::channel(false);
 

@@ -242,3 +242,37 @@ impl<'a> View<'a> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::display::{CardSummary, MaskedCardNumber};
+
+    fn card(points: Option<&str>) -> Screen {
+        Screen::Card(CardSummary {
+            card: MaskedCardNumber::new("M0001001A"),
+            balance: "128.50".into(),
+            points: points.map(str::to_owned),
+            member_price: true,
+            discount: "0.95".into(),
+        })
+    }
+
+    #[test]
+    fn points_are_shown_when_given_and_their_line_left_out_otherwise() {
+        let texts = Texts::default();
+        let now = Instant::now();
+        let label = &texts.labels.points;
+        let (some, none) = (card(Some("1200")), card(None));
+        let with = View::of(&some, &texts, now);
+        assert!(
+            with.rows
+                .iter()
+                .any(|r| &r.label == label && r.value == "1200")
+        );
+        let without = View::of(&none, &texts, now);
+        assert!(without.rows.iter().all(|r| &r.label != label));
+        assert!(without.rows.iter().all(|r| r.value != "-"));
+        assert_eq!(without.rows.len() + 1, with.rows.len());
+    }
+}
