@@ -242,6 +242,10 @@ fn main() -> ExitCode {
             wxcardd::control::human::describe(&command, &answer["result"])
         );
     }
+    // A lookup that found nothing to show (offline, nothing cached) did not succeed.
+    if answer["result"]["outcome"] == "offline" {
+        return ExitCode::from(1);
+    }
     ExitCode::SUCCESS
 }
 

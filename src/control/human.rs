@@ -23,6 +23,16 @@ fn age(ms: u64) -> String {
 
 /// One lookup answer (`lookup`, `scan`, and `card` events) in a line.
 pub fn describe_lookup(r: &Value) -> String {
+    if r["outcome"] == "offline" {
+        // Nothing came from the cache: no "from cache, 0 s old" for data that is not there.
+        let reason = text(&r["reason"]);
+        let said = if reason.contains("no recent data") {
+            reason
+        } else {
+            "offline, nothing cached for this card".to_owned()
+        };
+        return format!("{} OFFLINE: {said}", text(&r["wx_code"]));
+    }
     let source = if r["source"] == "cache" {
         let mut s = format!("from cache, {} old", age(r["age_ms"].as_u64().unwrap_or(0)));
         if r["stale"] == true {
@@ -92,7 +102,17 @@ pub fn describe(command: &Command, r: &Value) -> String {
     match command {
         Command::Lookup(_) | Command::Scan(_) => describe_lookup(r),
         Command::Activate(_) | Command::Create(_) | Command::Issue(_) => describe_write(r),
-        Command::PayCodeShow(_) => format!("pay code {} shown", text(&r["pay_code"])),
+        Command::PayCodeShow(_) => {
+            let on: Vec<String> = r["shown_on"]
+                .as_array()
+                .map(|a| a.iter().map(text).collect())
+                .unwrap_or_default();
+            format!(
+                "pay code {} shown on {}",
+                text(&r["pay_code"]),
+                on.join(", ")
+            )
+        }
         Command::Status => {
             let s = &r["service"];
             let mut out = format!(

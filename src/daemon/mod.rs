@@ -14,7 +14,7 @@ pub mod notify;
 pub mod paycode;
 mod scanners;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,6 +38,9 @@ pub struct RunOptions {
     pub config_path: Option<PathBuf>,
     /// After a scanned card is shown, open its pay screen as a POS app would (the demo).
     pub pay_code_after_scan: bool,
+    /// Show a scanned code that is not a member code on the customer display, as feedback to
+    /// whoever typed it (the demo; at a till, product barcodes are the POS app's business).
+    pub show_other_codes: bool,
 }
 
 /// A start-up failure caused by the configuration (or the token file): the binary exits 78
@@ -71,12 +74,7 @@ pub fn forbid_core_dumps() {
     }
 }
 
-/// Where systemd's `LoadCredential=api-headers:...` puts the token file.
-fn credential_headers() -> Option<PathBuf> {
-    let dir = std::env::var_os("CREDENTIALS_DIRECTORY")?;
-    let path = Path::new(&dir).join("api-headers");
-    path.exists().then_some(path)
-}
+use crate::config::credential_headers;
 
 /// Runs the daemon until SIGTERM or SIGINT.
 pub async fn run(mut config: Config, options: RunOptions) -> anyhow::Result<()> {
@@ -110,13 +108,15 @@ pub async fn run(mut config: Config, options: RunOptions) -> anyhow::Result<()> 
     let (events, _) = broadcast::channel(1024);
     let classifier = wxcard_hal::scanner::Classifier::new(&config.classify)
         .map_err(|e| ConfigProblem(format!("invalid [classify] rules: {e}")))?;
-    let screen = display::CustomerScreen::start(&config.display, config.paycode.clone());
+    let screen =
+        display::CustomerScreen::start(&config.display, config.paycode.clone(), events.clone());
     let engine = Arc::new(Engine::new(
         service.clone(),
         events.clone(),
         classifier,
         Arc::clone(&screen),
         options.pay_code_after_scan,
+        options.show_other_codes,
     ));
     let (stop_tx, stop_rx) = watch::channel(false);
 
@@ -198,7 +198,7 @@ pub async fn run(mut config: Config, options: RunOptions) -> anyhow::Result<()> 
                     if let Ok(classifier) = wxcard_hal::scanner::Classifier::new(&new.classify) {
                         engine.set_classifier(classifier);
                     }
-                    screen.reload(&new.display, new.paycode.clone()).await;
+                    let _ = screen.reload(&new.display, new.paycode.clone()).await;
                     config.scanners = new.scanners;
                     config.classify = new.classify;
                     config.display = new.display;

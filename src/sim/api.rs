@@ -90,6 +90,15 @@ async fn dispatch(shared: Arc<Shared>, endpoint: Endpoint, input: Input) -> Resp
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
+    let code_delay = match &input {
+        Input::Query(Ok(Query(p))) => p
+            .get("wxCode")
+            .and_then(|c| shared.code_delays().get(c).copied()),
+        _ => None,
+    };
+    if let Some(ms) = code_delay {
+        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+    }
     let mut faults = shared.faults.subscribe();
     let hangs = |f: &super::FaultsVersion| f.faults.for_endpoint(endpoint).0 == FaultMode::Hang;
     if hangs(&faults.borrow()) {

@@ -169,7 +169,12 @@ impl<'a> View<'a> {
                 v.rows = vec![
                     row("", c.card.to_string()),
                     row(&l.balance, c.balance.clone()),
-                    row(&l.points, c.points.clone()),
+                ];
+                // No points line when the backend did not say: "-" would read as zero.
+                if let Some(points) = &c.points {
+                    v.rows.push(row(&l.points, points.clone()));
+                }
+                v.rows.extend([
                     row(
                         &l.member_price,
                         if c.member_price {
@@ -179,7 +184,7 @@ impl<'a> View<'a> {
                         },
                     ),
                     row(&l.discount, c.discount.clone()),
-                ];
+                ]);
             }
             Screen::PayCode(p) if p.is_expired(now) => {
                 v.kind = "message";
@@ -235,5 +240,39 @@ impl<'a> View<'a> {
                 format!("{}  {}", r.label, r.value)
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::display::{CardSummary, MaskedCardNumber};
+
+    fn card(points: Option<&str>) -> Screen {
+        Screen::Card(CardSummary {
+            card: MaskedCardNumber::new("M0001001A"),
+            balance: "128.50".into(),
+            points: points.map(str::to_owned),
+            member_price: true,
+            discount: "0.95".into(),
+        })
+    }
+
+    #[test]
+    fn points_are_shown_when_given_and_their_line_left_out_otherwise() {
+        let texts = Texts::default();
+        let now = Instant::now();
+        let label = &texts.labels.points;
+        let (some, none) = (card(Some("1200")), card(None));
+        let with = View::of(&some, &texts, now);
+        assert!(
+            with.rows
+                .iter()
+                .any(|r| &r.label == label && r.value == "1200")
+        );
+        let without = View::of(&none, &texts, now);
+        assert!(without.rows.iter().all(|r| &r.label != label));
+        assert!(without.rows.iter().all(|r| r.value != "-"));
+        assert_eq!(without.rows.len() + 1, with.rows.len());
     }
 }
