@@ -26,7 +26,8 @@ pub enum Outcome {
 
 impl Outcome {
     /// 0 card found; 1 backend reachable but the card is not usable (lost, unknown, ...);
-    /// 69 (EX_UNAVAILABLE) backend unreachable; 76 (EX_PROTOCOL) not a wxcard answer;
+    /// 69 (EX_UNAVAILABLE) backend unreachable; 76 (EX_PROTOCOL) not a wxcard answer (a
+    /// redirect included: it is never followed);
     /// 78 (EX_CONFIG) the config cannot be used.
     pub fn exit_code(&self) -> i32 {
         match self {
@@ -116,6 +117,20 @@ pub fn run(config: &Config, wx_code: &str, card_id: Option<&str>) -> Report {
             };
             format!("FAILED: the backend at {url} is unreachable after {ms} ms: {e}\n{hint}.")
         }
+        Outcome::BadAnswer(ApiError::Server {
+            fault: ServerFault::Redirect { code, location },
+            ..
+        }) => format!(
+            "FAILED: the backend at {url} answered in {ms} ms with a redirect (HTTP {code}) to {}.\n\
+             wxcardd never follows redirects, so the token was not sent there and nothing was \
+             delivered. Set api.base_url to the address the API really answers at (check http \
+             versus https, the host and the path), then run the probe again.",
+            if location.is_empty() {
+                "nowhere (no Location header)"
+            } else {
+                location
+            }
+        ),
         Outcome::BadAnswer(e) => {
             let hint = match e {
                 ApiError::Server {

@@ -57,6 +57,15 @@ pub enum ServerFault {
         /// The first bytes of the body, made printable.
         body: String,
     },
+    /// A 3xx redirect, never followed (the token must not leave for another host, and a
+    /// write must not become a GET elsewhere). `location` is the target, escaped.
+    #[error("HTTP {code} redirect to {location}, not followed")]
+    Redirect {
+        /// The HTTP status code.
+        code: u16,
+        /// The `Location` header, escaped and capped (empty when there was none).
+        location: String,
+    },
     /// The body is not JSON (an HTML error page, a proxy's login page, ...).
     #[error("the body is not JSON: {snippet}")]
     NotJson {
