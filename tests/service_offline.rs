@@ -7,8 +7,8 @@ use std::time::Duration;
 use tokio::sync::{broadcast, watch};
 use wxcardd::api::{ApiConfig, Client, MemberInfo, Status};
 use wxcardd::service::{
-    CardService, LookupAnswer, ManualClock, ServiceConfig, ServiceError, ServiceEvent, Source,
-    WriteOutcome,
+    CardService, DeadKind, LookupAnswer, ManualClock, ServiceConfig, ServiceError, ServiceEvent,
+    Source, WriteOutcome,
 };
 use wxcardd::sim::{CardState, FaultMode, SimConfig, SimHandle, Simulator};
 use wxcardd::store::{Store, StoreConfig};
@@ -278,7 +278,11 @@ async fn a_refused_queued_write_becomes_a_dead_letter() {
     let rows = rig.service.outbox_list().await.unwrap();
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].rejected.as_ref().unwrap().0, Status::CardLost);
-    assert!(rig.service.outbox_drop(entry).await.unwrap());
+    let dropped = rig.service.outbox_drop(entry).await.unwrap();
+    assert_eq!(
+        (dropped.entry, dropped.reason),
+        (entry, Some(DeadKind::Rejected))
+    );
     assert!(rig.service.outbox_list().await.unwrap().is_empty());
     // Online, a refusal is answered directly and nothing is queued.
     let direct = rig.service.activate(member(LOST)).await.unwrap();

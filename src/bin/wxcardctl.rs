@@ -92,12 +92,14 @@ enum Sub {
 enum OutboxAction {
     /// List pending writes and dead letters (the default).
     List,
-    /// Move a dead letter back to the outbox.
+    /// Retry an entry: a dead letter goes back to the outbox (sent next); a pending one is
+    /// tried now.
     Retry {
         /// The entry id.
         entry: u64,
     },
-    /// Drop a dead letter (and the personal data it holds) for good.
+    /// Drop an entry, pending or dead, readable or not (and the personal data it holds) for
+    /// good; the answer says what was dropped.
     Drop {
         /// The entry id.
         entry: u64,

@@ -11,12 +11,12 @@ use super::backoff::Backoff;
 use super::breaker::{Breaker, Transition};
 use super::clock::Clock;
 use super::types::{
-    CachedAnswer, Lookup, LookupAnswer, OutboxRow, QueuedWrite, ServiceEvent, ServiceStatus,
-    Source, WriteOutcome,
+    CachedAnswer, DeadKind, Lookup, LookupAnswer, OutboxRow, QueuedWrite, RowState, ServiceEvent,
+    ServiceStatus, Source, WriteOutcome,
 };
 use super::{ServiceConfig, ServiceError};
 use crate::api::{ApiError, CardIssueOrder, Client, MemberInfo, PayCode, Status};
-use crate::store::{CardKeys, OutboxId, Store, StoreError};
+use crate::store::{CardKeys, DeadReason, DeadState, OutboxId, OutboxItem, Store, StoreError};
 
 /// The card service. Cheap to clone; clones share everything.
 #[derive(Clone)]
@@ -187,53 +187,80 @@ impl CardService {
         .await
     }
 
-    /// Pending writes (in replay order), then dead letters. No personal data.
+    /// Every outbox row, pending (in replay order) then dead letters, readable or not: a
+    /// damaged entry is a row that says so, never a failure of the whole list. No personal
+    /// data.
     pub async fn outbox_list(&self) -> Result<Vec<OutboxRow>, ServiceError> {
         let inner = Arc::clone(&self.inner);
         blocking(move || {
-            let mut rows = Vec::new();
-            for entry in inner.store.pending::<QueuedWrite>() {
-                let entry = entry?;
-                rows.push(OutboxRow {
-                    entry: entry.id,
-                    endpoint: entry.value.endpoint(),
-                    summary: entry.value.summary(),
-                    enqueued_at_ms: entry.enqueued_at_ms,
-                    rejected: None,
-                });
-            }
-            for dead in inner.store.dead_letters::<QueuedWrite>() {
-                let dead = dead?;
-                rows.push(OutboxRow {
-                    entry: dead.id,
-                    endpoint: dead.value.endpoint(),
-                    summary: dead.value.summary(),
-                    enqueued_at_ms: dead.enqueued_at_ms,
-                    rejected: Some((Status::parse(&dead.status.to_string()), dead.message)),
-                });
-            }
-            Ok(rows)
+            Ok(inner
+                .store
+                .outbox_items::<QueuedWrite>()?
+                .into_iter()
+                .map(row)
+                .collect())
         })
         .await
     }
 
-    /// Moves a dead letter back to the outbox.
-    pub async fn outbox_retry(&self, entry: OutboxId) -> Result<(), ServiceError> {
+    /// Retries an entry: a dead letter goes back to the outbox (replayed next); a pending
+    /// one is tried now rather than after its backoff. Returns the row as it was.
+    pub async fn outbox_retry(&self, entry: OutboxId) -> Result<OutboxRow, ServiceError> {
         let inner = Arc::clone(&self.inner);
-        blocking(move || inner.store.retry_dead(entry)).await?;
+        let was = blocking(move || {
+            let _order = lock(&inner.write_order);
+            let item = inner
+                .store
+                .outbox_item::<QueuedWrite>(entry)?
+                .ok_or(ServiceError::NoEntry(entry))?;
+            if item.dead.is_some() {
+                inner.store.retry_dead(entry)?;
+            }
+            let was = row(item);
+            log::info!(
+                "outbox entry {entry} ({}) retried by an operator",
+                was.summary
+            );
+            Ok::<_, ServiceError>(was)
+        })
+        .await?;
         self.inner.wake_replay.notify_one();
-        Ok(())
+        Ok(was)
     }
 
-    /// Drops a dead letter (and its personal data) for good.
-    pub async fn outbox_drop(&self, entry: OutboxId) -> Result<bool, ServiceError> {
+    /// Drops an entry for good, pending or dead, readable or not, with the personal data it
+    /// holds (an operator's decision). Returns the row as it was.
+    pub async fn outbox_drop(&self, entry: OutboxId) -> Result<OutboxRow, ServiceError> {
         let inner = Arc::clone(&self.inner);
-        Ok(blocking(move || {
-            let dropped = inner.store.drop_dead(entry)?;
+        blocking(move || {
+            // The replay holds this lock while it sends: a pending entry is not dropped
+            // halfway through its delivery.
+            let _order = lock(&inner.write_order);
+            let item = inner
+                .store
+                .outbox_item::<QueuedWrite>(entry)?
+                .ok_or(ServiceError::NoEntry(entry))?;
+            let dropped = if item.dead.is_some() {
+                inner.store.drop_dead(entry)?
+            } else {
+                inner.store.drop_pending(entry)?
+            };
+            if !dropped {
+                return Err(ServiceError::NoEntry(entry));
+            }
             inner.store.sync()?;
-            Ok::<_, StoreError>(dropped)
+            let was = row(item);
+            log::warn!(
+                "outbox entry {entry} ({}, {}) dropped by an operator, with its personal data",
+                was.summary,
+                match was.state {
+                    RowState::Pending => "pending",
+                    RowState::Dead => "dead",
+                }
+            );
+            Ok(was)
         })
-        .await?)
+        .await
     }
 
     /// Drops the dead letters refused longer ago than `dead_letter_retention_s`, and the
@@ -251,10 +278,13 @@ impl CardService {
         blocking(move || {
             let now = inner.clock.now_ms();
             let mut expired = Vec::new();
-            for dead in inner.store.dead_letters::<QueuedWrite>() {
-                let dead = dead?;
-                if now.saturating_sub(dead.dead_at_ms) > retention_ms {
-                    expired.push((dead.id, dead.value.summary()));
+            for item in inner.store.outbox_items::<QueuedWrite>()? {
+                let Some(dead_at) = item.dead.as_ref().and_then(|d| d.dead_at_ms) else {
+                    continue;
+                };
+                if now.saturating_sub(dead_at) > retention_ms {
+                    let id = item.id;
+                    expired.push((id, row(item).summary));
                 }
             }
             for (id, summary) in &expired {
@@ -593,6 +623,7 @@ impl Inner {
                 }
                 return Replay::Idle;
             }
+            Err(StoreError::Decode { id, reason, .. }) => return self.set_aside(id, &reason),
             Err(e) => {
                 log::error!("cannot read the outbox: {e}");
                 return Replay::StoreFailed;
@@ -645,6 +676,34 @@ impl Inner {
         }
     }
 
+    /// Moves an entry that cannot be read to the dead letters (raw bytes kept), so the
+    /// writes behind it go on.
+    fn set_aside(&self, entry: OutboxId, detail: &str) -> Replay {
+        match self
+            .store
+            .dead_letter_undecodable(entry, detail, self.clock.now_ms())
+        {
+            Ok(moved) => {
+                if moved {
+                    log::error!(
+                        "outbox entry {entry} cannot be read ({detail}): set aside as an undecodable \
+                         dead letter with its raw bytes; the writes behind it go on \
+                         (wxcardctl outbox; docs/store.md)"
+                    );
+                    let _ = self.events.send(ServiceEvent::Undecodable {
+                        entry,
+                        detail: detail.to_owned(),
+                    });
+                }
+                Replay::Progress
+            }
+            Err(e) => {
+                log::error!("cannot set aside unreadable outbox entry {entry}: {e}");
+                Replay::StoreFailed
+            }
+        }
+    }
+
     fn delivered(&self, entry: OutboxId, endpoint: crate::api::Endpoint) -> Result<(), StoreError> {
         self.store.remove_delivered(entry)?;
         log::info!("outbox entry {entry} delivered ({endpoint})");
@@ -690,6 +749,49 @@ fn settle(
             Some(reason) => Verdict::Invalid(reason),
             None => Verdict::Retry(e),
         },
+    }
+}
+
+/// An outbox item as `outbox_list` shows it.
+fn row(item: OutboxItem<QueuedWrite>) -> OutboxRow {
+    let (endpoint, summary, undecodable) = match &item.value {
+        Ok(write) => (Some(write.endpoint()), write.summary(), None),
+        Err(why) => (
+            None,
+            "unreadable write (undecodable)".to_owned(),
+            Some(why.clone()),
+        ),
+    };
+    let (state, reason, rejected, undecodable) = match item.dead {
+        None => (RowState::Pending, None, None, undecodable),
+        Some(DeadState {
+            reason: DeadReason::Refused { status, message },
+            ..
+        }) => (
+            RowState::Dead,
+            Some(DeadKind::Rejected),
+            Some((Status::parse(&status.to_string()), message)),
+            undecodable,
+        ),
+        Some(DeadState {
+            reason: DeadReason::Undecodable { detail },
+            ..
+        }) => (
+            RowState::Dead,
+            Some(DeadKind::Undecodable),
+            None,
+            Some(detail),
+        ),
+    };
+    OutboxRow {
+        entry: item.id,
+        endpoint,
+        summary,
+        enqueued_at_ms: item.enqueued_at_ms,
+        state,
+        reason,
+        rejected,
+        undecodable,
     }
 }
 

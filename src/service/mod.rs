@@ -24,6 +24,10 @@
 //!   instead answers a business status, the resent entry becomes a dead letter with that
 //!   status, visible in `outbox_list`: never silently dropped, never silently applied twice.
 //!
+//! An entry the store cannot read (damaged bytes, the sealing key lost or replaced) is set
+//! aside as an `undecodable` dead letter, raw bytes kept, with an error log line and an
+//! `outbox` event: one bad entry never blocks the writes behind it.
+//!
 //! A business refusal (6xx, ...) or a request the backend refuses as malformed (HTTP 400,
 //! 413, 415, 422) moves the entry to the dead letters with the backend's status and message;
 //! it is never retried on its own (it would block every write behind it). A dead letter waits
@@ -48,8 +52,8 @@ pub use breaker::{Breaker, BreakerState, Transition};
 pub use card::CardService;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use types::{
-    CachedAnswer, Lookup, LookupAnswer, OutboxRow, QueuedWrite, ServiceEvent, ServiceStatus,
-    Source, WriteOutcome,
+    CachedAnswer, DeadKind, Lookup, LookupAnswer, OutboxRow, QueuedWrite, RowState, ServiceEvent,
+    ServiceStatus, Source, WriteOutcome,
 };
 
 use crate::store::StoreError;
@@ -131,6 +135,9 @@ pub enum ServiceError {
     /// The request is malformed (e.g. a wxCode with spaces); nothing was sent or queued.
     #[error("invalid request: {0}")]
     Invalid(String),
+    /// No pending write or dead letter has this id (delivered, dropped, or never queued).
+    #[error("no outbox entry {0} (pending or dead)")]
+    NoEntry(u64),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
