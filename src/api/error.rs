@@ -167,6 +167,23 @@ impl ApiError {
         }
     }
 
+    /// The HTTP status (401 or 403) when the backend refused the credentials: the token in the
+    /// headers file is wrong or was revoked. Not an outage: retrying with the same token
+    /// cannot help, an operator must fix the token.
+    pub fn credentials_refused(&self) -> Option<u16> {
+        match self {
+            ApiError::Server {
+                fault:
+                    ServerFault::HttpStatus {
+                        code: code @ (401 | 403),
+                        ..
+                    },
+                ..
+            } => Some(*code),
+            _ => None,
+        }
+    }
+
     /// True when the backend answered 200 but the answer's `data` is not as documented: the
     /// request was carried out.
     pub fn is_accepted_with_bad_data(&self) -> bool {

@@ -98,7 +98,11 @@ fn describe_write(r: &Value) -> String {
             None => "delivered".to_owned(),
         },
         "queued" => format!(
-            "backend unreachable: queued as outbox entry {}; it will be sent when the backend is back",
+            "{}: queued as outbox entry {}; it will be sent when the backend takes it",
+            match text(&r["reason"]) {
+                reason if reason.is_empty() => "backend unreachable".to_owned(),
+                reason => reason,
+            },
             r["entry"]
         ),
         "rejected" => format!(
@@ -122,10 +126,14 @@ pub fn describe(command: &Command, r: &Value) -> String {
                 "wxcardd {}, up {}\nbackend: {}\noutbox: {} pending, {} dead letters (capacity {})",
                 text(&r["version"]),
                 age(r["uptime_s"].as_u64().unwrap_or(0) * 1000),
-                if s["online"] == true {
-                    "online".to_owned()
-                } else {
-                    "OFFLINE".to_owned()
+                match (s["backend"].as_str(), s["online"] == true) {
+                    (Some("credentials_refused"), _) =>
+                        "REFUSES THE TOKEN (HTTP 401/403): lookups \
+                        answer from the cache, writes queue; fix /etc/wxcardd/api-headers, then \
+                        systemctl reload wxcardd"
+                            .to_owned(),
+                    (_, true) => "online".to_owned(),
+                    (_, false) => "OFFLINE".to_owned(),
                 },
                 s["outbox_pending"],
                 s["dead_letters"],
@@ -175,7 +183,13 @@ pub fn describe_event(e: &Value) -> String {
     match e["event"].as_str().unwrap_or("") {
         "scan" => format!("scan   {} read {}", text(&e["scanner"]), text(&e["code"])),
         "card" => format!("card   {}", describe_lookup(e)),
-        "backend" => format!("backend {}", text(&e["kind"])),
+        "backend" => match e["kind"].as_str() {
+            Some("credentials_refused") => format!(
+                "backend REFUSES THE TOKEN (HTTP {}): fix /etc/wxcardd/api-headers, then systemctl reload wxcardd",
+                e["http_status"]
+            ),
+            _ => format!("backend {}", text(&e["kind"])),
+        },
         "outbox" => match e["kind"].as_str() {
             Some("undecodable") => format!(
                 "outbox entry {} UNDECODABLE, set aside: {}",

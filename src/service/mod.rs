@@ -5,6 +5,10 @@
 //!   601/602/603/604) is cached in the store with the time it was fetched. When the backend is
 //!   unreachable the cache answers, marked `source: cache` with its age, `stale` past the
 //!   freshness window, and nothing older than the maximum offline age is served.
+//! - A backend that refuses the token (HTTP 401/403) is not an outage: it is the state
+//!   `credentials_refused` (status, event, log), the breaker opens at once (asking again
+//!   with the same token cannot help), lookups answer from the cache and writes queue until
+//!   the probe sees the backend accept again (a fixed token and a reload).
 //! - A circuit breaker stops lookups from waiting on a network that is down; a background
 //!   probe closes it when the backend answers again.
 //! - Writes are sent at once when the backend answers; otherwise they go into the store's
@@ -52,8 +56,8 @@ pub use breaker::{Breaker, BreakerState, Transition};
 pub use card::CardService;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use types::{
-    CachedAnswer, DeadKind, Lookup, LookupAnswer, OutboxRow, QueuedWrite, RowState, ServiceEvent,
-    ServiceStatus, Source, WriteOutcome,
+    BackendState, CachedAnswer, DeadKind, Lookup, LookupAnswer, OutboxRow, QueuedWrite, RowState,
+    ServiceEvent, ServiceStatus, Source, WriteOutcome,
 };
 
 use crate::store::StoreError;

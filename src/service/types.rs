@@ -161,10 +161,13 @@ pub enum WriteOutcome {
         #[serde(skip_serializing_if = "Option::is_none")]
         created: Option<CreatedMember>,
     },
-    /// The backend is unreachable; the write is on disk and will be sent later.
+    /// Not sent now; the write is on disk and will be sent later.
     Queued {
         /// The outbox entry.
         entry: OutboxId,
+        /// Why it was not sent now, for a person (backend unreachable, the backend refuses
+        /// the token, older writes waiting).
+        reason: String,
     },
     /// The backend refused the request itself (HTTP 400 and the like). Not queued.
     Invalid {
@@ -186,6 +189,12 @@ pub enum WriteOutcome {
 pub enum ServiceEvent {
     /// The backend became unreachable (the breaker opened).
     Offline,
+    /// The backend refuses the token (HTTP 401/403): lookups answer from the cache, writes
+    /// queue, until it accepts again (a fixed token and `systemctl reload`).
+    CredentialsRefused {
+        /// The HTTP status, 401 or 403.
+        http_status: u16,
+    },
     /// The backend answers again.
     Online {
         /// How long it was unreachable.
@@ -223,7 +232,9 @@ impl ServiceEvent {
     /// The control socket's event name for it: `backend` or `outbox`.
     pub fn channel(&self) -> &'static str {
         match self {
-            ServiceEvent::Offline | ServiceEvent::Online { .. } => "backend",
+            ServiceEvent::Offline
+            | ServiceEvent::Online { .. }
+            | ServiceEvent::CredentialsRefused { .. } => "backend",
             ServiceEvent::Delivered { .. }
             | ServiceEvent::DeadLettered { .. }
             | ServiceEvent::Undecodable { .. } => "outbox",
@@ -231,9 +242,23 @@ impl ServiceEvent {
     }
 }
 
+/// How the backend is doing, as `status` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackendState {
+    /// It answers.
+    Online,
+    /// It is unreachable or answers garbage.
+    Offline,
+    /// It answers, but refuses the token (HTTP 401/403): fix the headers file.
+    CredentialsRefused,
+}
+
 /// The service's state for `status`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ServiceStatus {
+    /// `online`, `offline` or `credentials_refused`.
+    pub backend: BackendState,
     /// True while the breaker is closed.
     pub online: bool,
     /// When the backend became unreachable (unix ms), while offline.
