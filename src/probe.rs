@@ -6,6 +6,8 @@
 
 use std::time::Instant;
 
+use wxcard_hal::text::untrusted;
+
 use crate::api::{ApiError, Client, MemberCard, ServerFault, Status, TransportKind};
 use crate::config::Config;
 
@@ -76,7 +78,7 @@ pub fn run(config: &Config, wx_code: &str, card_id: Option<&str>) -> Report {
         Outcome::Card(card) => format!(
             "OK: the backend at {url} answered in {ms} ms.\n\
              card {}: balance {}, discount {}, member price {}",
-            mask_card_number(&card.card_code),
+            untrusted(&mask_card_number(&card.card_code)),
             card.balance,
             card.discount,
             if card.can_member_price { "yes" } else { "no" },
@@ -95,7 +97,7 @@ pub fn run(config: &Config, wx_code: &str, card_id: Option<&str>) -> Report {
             let message = if message.is_empty() {
                 String::new()
             } else {
-                format!("\nbackend message: {message}")
+                format!("\nbackend message: {}", untrusted(message))
             };
             format!(
                 "The backend at {url} is reachable (answered in {ms} ms), and says {what}{}.{message}",

@@ -136,11 +136,12 @@ pub enum ApiError {
     },
 }
 
+/// The backend's message, escaped and capped: this text reaches logs and terminals.
 fn message_suffix(message: &str) -> String {
     if message.is_empty() {
         String::new()
     } else {
-        format!(": {message}")
+        format!(": {}", wxcard_hal::text::untrusted(message))
     }
 }
 

@@ -658,8 +658,9 @@ impl Inner {
                 }
                 Verdict::Invalid(reason) => {
                     log::warn!(
-                        "{}: the backend refused the request: {reason}",
-                        write.summary()
+                        "{}: the backend refused the request: {}",
+                        write.summary(),
+                        untrusted(&reason)
                     );
                     return Ok(WriteOutcome::Invalid { reason });
                 }
@@ -744,9 +745,10 @@ impl Inner {
             }
         };
         log::warn!(
-            "outbox entry {} ({}) refused by the backend: {status}: {message}; moved to dead letters",
+            "outbox entry {} ({}) refused by the backend: {status}: {}; moved to dead letters",
             entry.id,
-            entry.value.summary()
+            entry.value.summary(),
+            untrusted(&message)
         );
         let code = i64::from(status.code().unwrap_or(0));
         match self
