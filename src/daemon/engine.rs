@@ -22,7 +22,7 @@ use wxcard_hal::scanner::{Classifier, CodeKind, Symbology};
 use super::display::CustomerScreen;
 use crate::control::protocol::{Command, ErrorCode, MessageLevel, event_line};
 use crate::control::server::{Answer, Handler};
-use crate::service::{CardService, Lookup, LookupAnswer, ServiceError, ServiceEvent, WriteOutcome};
+use crate::service::{CardService, Lookup, LookupAnswer, ServiceError, WriteOutcome};
 
 /// The daemon's request handler and event source.
 pub struct Engine {
@@ -118,13 +118,7 @@ impl Engine {
         loop {
             match events.recv().await {
                 Ok(event) => {
-                    let name = match event {
-                        ServiceEvent::Offline | ServiceEvent::Online { .. } => "backend",
-                        ServiceEvent::Delivered { .. } | ServiceEvent::DeadLettered { .. } => {
-                            "outbox"
-                        }
-                    };
-                    self.publish(name, to_value(&event));
+                    self.publish(event.channel(), to_value(&event));
                 }
                 Err(broadcast::error::RecvError::Lagged(n)) => {
                     log::warn!("{n} service events were not forwarded");
@@ -369,16 +363,12 @@ impl Handler for Engine {
                 Ok(json!({"entries": rows}))
             }
             Command::OutboxRetry(p) => {
-                self.service.outbox_retry(p.entry).await.map_err(failed)?;
-                Ok(json!({"entry": p.entry, "retried": true}))
+                let was = self.service.outbox_retry(p.entry).await.map_err(failed)?;
+                Ok(json!({"entry": p.entry, "retried": true, "was": was}))
             }
             Command::OutboxDrop(p) => {
-                let dropped = self.service.outbox_drop(p.entry).await.map_err(failed)?;
-                if dropped {
-                    Ok(json!({"entry": p.entry, "dropped": true}))
-                } else {
-                    Err((ErrorCode::Failed, format!("no dead letter {}", p.entry)))
-                }
+                let was = self.service.outbox_drop(p.entry).await.map_err(failed)?;
+                Ok(json!({"entry": p.entry, "dropped": true, "was": was}))
             }
             Command::Subscribe => Err((ErrorCode::Failed, "handled by the server".into())),
         }

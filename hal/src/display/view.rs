@@ -228,7 +228,25 @@ impl<'a> View<'a> {
                 }
             }
         }
+        v.sanitize();
         v
+    }
+
+    /// Escapes control characters, escape sequences and bidi overrides in every text, and
+    /// caps its length: messages and values may come from the backend or the POS app, and a
+    /// terminal display would obey an escape sequence (see [`crate::text`]).
+    fn sanitize(&mut self) {
+        let clean = |s: &mut String| {
+            if let std::borrow::Cow::Owned(o) = crate::text::untrusted(s) {
+                *s = o;
+            }
+        };
+        clean(&mut self.heading);
+        clean(&mut self.digits);
+        for row in &mut self.rows {
+            clean(&mut row.label);
+            clean(&mut row.value);
+        }
     }
 
     /// Each row as one line of text (`"label  value"`, or just the value).
@@ -274,5 +292,30 @@ mod tests {
         assert!(without.rows.iter().all(|r| &r.label != label));
         assert!(without.rows.iter().all(|r| r.value != "-"));
         assert_eq!(without.rows.len() + 1, with.rows.len());
+    }
+}
+
+#[cfg(test)]
+mod sanitize_tests {
+    use super::*;
+
+    #[test]
+    fn a_message_reaches_every_display_escaped_and_capped() {
+        let hostile = format!(
+            "lost\n<0>FORGED \u{1b}[2J\u{85}\u{202e}x{}",
+            "y".repeat(500)
+        );
+        let screen = Screen::Message(Message::Error(hostile));
+        let view = View::of(&screen, &Texts::default(), Instant::now());
+        let value = &view.rows[0].value;
+        assert!(!value.chars().any(crate::text::is_unsafe), "{value:?}");
+        assert!(
+            value.starts_with("lost\\u{a}<0>FORGED \\u{1b}[2J"),
+            "{value:?}"
+        );
+        assert!(
+            value.ends_with('…') && !value.contains(&"y".repeat(300)),
+            "{value}"
+        );
     }
 }
