@@ -50,6 +50,9 @@ pub struct Config {
     /// `[paycode]`: pay-code lifetime and refresh.
     #[serde(default)]
     pub paycode: PayCodeConfig,
+    /// `[metrics]`: Prometheus metrics (docs/metrics.md).
+    #[serde(default)]
+    pub metrics: crate::metrics::MetricsConfig,
 }
 
 /// `[store]` in the config file.
@@ -334,6 +337,9 @@ impl Config {
         {
             return bad("display.png.width", "and height must be 1 to 8192");
         }
+        if let Some(problem) = self.metrics.problem() {
+            return Some(problem);
+        }
         if self.paycode.ttl_s == 0 {
             return bad("paycode.ttl_s", "must be more than 0");
         }
@@ -499,6 +505,7 @@ mod example {
         assert_eq!(config.display, defaults.display);
         assert_eq!(config.paycode, defaults.paycode);
         assert_eq!(config.classify, defaults.classify);
+        assert_eq!(config.metrics, defaults.metrics);
         assert!(config.scanners.is_empty());
 
         // Uncomment the `# [[scanner]]`, `# [scanner.frame]` and `# [[classify.rules]]`

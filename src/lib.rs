@@ -6,6 +6,7 @@
 //! - [`service`]: the policy: network or cache, send or queue, replay, the breaker.
 //! - [`control`]: the local socket's protocol, server and client (`wxcardctl`).
 //! - [`daemon`]: the wiring on tokio: scanners, display, signals, systemd notify, the demo.
+//! - [`metrics`]: Prometheus metrics (node_exporter textfile, optional `/metrics`).
 //! - [`config`]: the daemon's typed TOML configuration.
 //! - [`probe`]: the technician's one-shot check (`wxcardd probe`).
 //! - [`sim`]: a stateful simulator of the wxcard backend, for tests and the demo.
@@ -17,6 +18,7 @@ pub mod api;
 pub mod config;
 pub mod control;
 pub mod daemon;
+pub mod metrics;
 pub mod probe;
 pub mod service;
 pub mod sim;

@@ -224,6 +224,7 @@ impl Client {
         deadline: Option<Duration>,
     ) -> Result<Option<T>, ApiError> {
         let started = Instant::now();
+        let _timer = crate::metrics::BackendTimer::start(endpoint);
         let url = format!("{}{}", self.base_url, endpoint.path());
         let deadline = deadline.unwrap_or(self.deadline).min(self.deadline);
         let result = match body {

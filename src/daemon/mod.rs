@@ -167,6 +167,7 @@ pub async fn run(mut config: Config, options: RunOptions) -> anyhow::Result<()> 
         tokio::spawn(async move { service.run_background(stop).await })
     };
     tokio::spawn(Arc::clone(&engine).forward_service_events());
+    let metrics_task = start_metrics(&config, &service, &events, &stop_rx).await?;
     // Scanners start after the socket but never hold up readiness: an absent scanner is
     // reported and waited for by its own task.
     let mut scanners = scanners::Scanners::start(&config.scanners, Arc::clone(&engine));
@@ -229,6 +230,8 @@ pub async fn run(mut config: Config, options: RunOptions) -> anyhow::Result<()> 
                                 reload_problem = Some("API client");
                             }
                         }
+                        crate::metrics::global()
+                            .set_scanners(new.scanners.iter().map(|s| s.name.as_str()));
                         config.scanners = new.scanners;
                         config.classify = new.classify;
                         config.display = new.display;
@@ -279,6 +282,7 @@ pub async fn run(mut config: Config, options: RunOptions) -> anyhow::Result<()> 
         );
     }
     let _ = background.await;
+    let _ = metrics_task.await;
     screen.stop().await;
     service
         .sync()
@@ -287,6 +291,41 @@ pub async fn run(mut config: Config, options: RunOptions) -> anyhow::Result<()> 
     let _ = std::fs::remove_file(&config.control.socket);
     log::info!("stopped");
     Ok(())
+}
+
+/// Starts counting events for the metrics, the textfile writer and the `/metrics` listener
+/// (docs/metrics.md). Before the event forwarding has anything to forward: no count is lost.
+async fn start_metrics(
+    config: &Config,
+    service: &CardService,
+    events: &broadcast::Sender<serde_json::Value>,
+    stop: &watch::Receiver<bool>,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let metrics = crate::metrics::global();
+    metrics.set_scanners(config.scanners.iter().map(|s| s.name.as_str()));
+    metrics.set_displays(config.display.backends.iter().map(|b| match b {
+        wxcard_hal::display::BackendKind::Framebuffer => "framebuffer",
+        wxcard_hal::display::BackendKind::Terminal => "terminal",
+        wxcard_hal::display::BackendKind::Web => "web",
+        wxcard_hal::display::BackendKind::Png => "png",
+    }));
+    if let Some(addr) = config.metrics.listen {
+        let listener = crate::metrics::http::bind(addr)
+            .await
+            .map_err(|e| ConfigProblem(format!("metrics.listen {addr}: cannot listen: {e}")))?;
+        log::info!("metrics: http://{addr}/metrics");
+        tokio::spawn(crate::metrics::http::serve(
+            listener,
+            service.clone(),
+            stop.clone(),
+        ));
+    }
+    Ok(tokio::spawn(crate::metrics::run(
+        config.metrics.clone(),
+        service.clone(),
+        events.subscribe(),
+        stop.clone(),
+    )))
 }
 
 /// Re-reads the config file; a bad file is logged and the running config kept (`Err`).

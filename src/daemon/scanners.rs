@@ -98,7 +98,7 @@ async fn consume(mut rx: mpsc::Receiver<ScannerMessage>, engine: Arc<Engine>) {
             ScannerEvent::Rejected { reason } => {
                 engine.publish(
                     "scan_rejected",
-                    json!({"scanner": name, "reason": reason.to_string()}),
+                    json!({"scanner": name, "reason": reason.to_string(), "reason_code": reason_code(&reason)}),
                 );
             }
             ScannerEvent::Scan(scan) => {
@@ -113,5 +113,21 @@ async fn consume(mut rx: mpsc::Receiver<ScannerMessage>, engine: Arc<Engine>) {
                 });
             }
         }
+    }
+}
+
+/// A short fixed name for why a frame was thrown away (`too_long`, `control_char`, ...): a
+/// bounded label for the metrics, where the message with its numbers would not be.
+fn reason_code(reason: &scanner::Reject) -> &'static str {
+    use scanner::Reject;
+    match reason {
+        Reject::TooLong { .. } => "too_long",
+        Reject::ControlChar { .. } => "control_char",
+        Reject::InvalidUtf8 { .. } => "invalid_utf8",
+        Reject::Empty => "empty",
+        Reject::Unterminated { .. } => "unterminated",
+        Reject::UnmappedKey { .. } => "unmapped_key",
+        Reject::BadReport(_) => "bad_report",
+        _ => "other",
     }
 }

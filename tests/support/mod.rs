@@ -32,7 +32,11 @@ pub fn write_config(dir: &std::path::Path, base_url: &str, extra: &str) -> std::
     let path = dir.join("wxcardd.toml");
     std::fs::write(
         &path,
-        format!("[api]\nbase_url = \"{base_url}\"\nconnect_timeout_ms = 500\ndeadline_ms = 3000\n{extra}"),
+        format!(
+            "[metrics]\ntextfile_path = \"{}\"\n\n\
+             [api]\nbase_url = \"{base_url}\"\nconnect_timeout_ms = 500\ndeadline_ms = 3000\n{extra}",
+            dir.join("no-node-exporter/wxcardd.prom").display()
+        ),
     )
     .unwrap();
     path
@@ -150,8 +154,10 @@ pub fn daemon_config(
         "[api]\nbase_url = \"{base_url}\"\nconnect_timeout_ms = 300\ndeadline_ms = 2000\n\n\
          [service]\nlookup_deadline_ms = 500\nwrite_deadline_ms = 1000\nprobe_interval_ms = 100\n\
          replay_backoff_base_ms = 50\nreplay_backoff_max_ms = 200\n\n\
-         [store]\ndir = \"{}\"\n{store_extra}\n\n[control]\nsocket = \"{}\"\n{extra}",
+         [store]\ndir = \"{}\"\n{store_extra}\n\n[metrics]\ntextfile_path = \"{}\"\n\n\
+         [control]\nsocket = \"{}\"\n{extra}",
         dir.join("store").display(),
+        dir.join("no-node-exporter/wxcardd.prom").display(),
         socket.display()
     );
     let path = dir.join("wxcardd.toml");
