@@ -225,6 +225,10 @@ pub fn describe_event(e: &Value) -> String {
                 text(&e["status"]),
                 text(&e["message"])
             ),
+            Some("dead_letter_expired") => format!(
+                "outbox entry {} DROPPED unattended after the retention: the write is lost",
+                e["entry"]
+            ),
             _ => format!("outbox entry {} {}", e["entry"], text(&e["kind"])),
         },
         "scanner" => format!("scanner {} {}", text(&e["scanner"]), text(&e["state"])),

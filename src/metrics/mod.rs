@@ -3,9 +3,10 @@
 //!
 //! Counters are kept in one process-wide [`Metrics`] ([`global`]). Most are fed from the
 //! daemon's own event lines ([`Metrics::on_event`]: scans, rejected frames, lookups, scanner
-//! and display states, deliveries and dead letters), so counting needs no hook of its own
-//! where the events happen; backend request durations come from the API client and expired
-//! dead letters from the service. Gauges of the service's state (backend, outbox, cache) are
+//! and display states), so counting needs no hook of its own where the events happen;
+//! backend request durations come from the API client, and the outbox's deliveries, dead
+//! letters and expiries from the service directly (they also happen at start, before
+//! anything subscribes to events). Gauges of the service's state (backend, outbox, cache) are
 //! read when the metrics are written.
 //!
 //! Two ways out, both in Prometheus's text format ([`exposition`]):
@@ -246,6 +247,16 @@ impl Metrics {
             .observe(seconds);
     }
 
+    /// A queued write was delivered on replay.
+    pub fn delivered(&self) {
+        self.lock().outbox_delivered += 1;
+    }
+
+    /// A queued write was set aside as a dead letter (`rejected` or `undecodable`).
+    pub fn dead_lettered(&self, reason: &'static str) {
+        *self.lock().dead_lettered.entry(reason).or_default() += 1;
+    }
+
     /// A dead letter was dropped after its retention.
     pub fn dead_letter_expired(&self) {
         self.lock().dead_letters_expired += 1;
@@ -295,12 +306,6 @@ impl Metrics {
                         .insert(name.to_owned(), text("state") == "open");
                 }
             }
-            "outbox" => match text("kind") {
-                "delivered" => state.outbox_delivered += 1,
-                "dead_lettered" => *state.dead_lettered.entry("rejected").or_default() += 1,
-                "undecodable" => *state.dead_lettered.entry("undecodable").or_default() += 1,
-                _ => {}
-            },
             _ => {}
         }
     }

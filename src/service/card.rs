@@ -301,15 +301,25 @@ impl CardService {
                 };
                 if now.saturating_sub(dead_at) > retention_ms {
                     let id = item.id;
-                    expired.push((id, row(item).summary));
+                    expired.push((id, row(item).endpoint));
                 }
             }
-            for (id, summary) in &expired {
+            for (id, endpoint) in &expired {
                 if inner.store.drop_dead(*id)? {
-                    log::warn!(
-                        "dead letter {id} ({summary}) dropped after {} days unattended, with its personal data",
-                        retention_ms / 86_400_000
+                    // Loud: a customer's write is lost for good. The entry and endpoint only,
+                    // no member data (not even the card code).
+                    log::error!(
+                        "dead letter {id} ({}) dropped unattended after the retention of {} s \
+                         (service.dead_letter_retention_s), with its personal data: the backend \
+                         never accepted this write",
+                        endpoint.map_or("unreadable entry", |e| e.name()),
+                        retention_ms / 1000
                     );
+                    crate::metrics::global().dead_letter_expired();
+                    let _ = inner.events.send(ServiceEvent::DeadLetterExpired {
+                        entry: *id,
+                        endpoint: *endpoint,
+                    });
                 }
             }
             if !expired.is_empty() {
@@ -744,12 +754,17 @@ impl Inner {
                 return Replay::Unreachable;
             }
         };
-        log::warn!(
-            "outbox entry {} ({}) refused by the backend: {status}: {}; moved to dead letters",
+        // Loud: a customer's write will not happen unless someone acts. The entry and
+        // endpoint, no member data (`wxcardctl outbox` shows what the write was).
+        log::error!(
+            "outbox entry {} ({endpoint}) refused by the backend: {status}: {}; moved to the \
+             dead letters, dropped with its data after {} s unless an operator retries or drops \
+             it (wxcardctl outbox)",
             entry.id,
-            entry.value.summary(),
-            untrusted(&message)
+            untrusted(&message),
+            self.config.dead_letter_retention_s
         );
+        crate::metrics::global().dead_lettered("rejected");
         let code = i64::from(status.code().unwrap_or(0));
         match self
             .store
@@ -780,6 +795,7 @@ impl Inner {
         {
             Ok(moved) => {
                 if moved {
+                    crate::metrics::global().dead_lettered("undecodable");
                     log::error!(
                         "outbox entry {entry} cannot be read ({detail}): set aside as an undecodable \
                          dead letter with its raw bytes; the writes behind it go on \
@@ -802,6 +818,7 @@ impl Inner {
     fn delivered(&self, entry: OutboxId, endpoint: crate::api::Endpoint) -> Result<(), StoreError> {
         self.store.remove_delivered(entry)?;
         log::info!("outbox entry {entry} delivered ({endpoint})");
+        crate::metrics::global().delivered();
         let _ = self
             .events
             .send(ServiceEvent::Delivered { entry, endpoint });

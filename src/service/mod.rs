@@ -36,7 +36,11 @@
 //! 413, 415, 422) moves the entry to the dead letters with the backend's status and message;
 //! it is never retried on its own (it would block every write behind it). A dead letter waits
 //! `dead_letter_retention_s` (7 days) for an operator to retry or drop it, then it is dropped
-//! with the personal data it holds, loudly in the log. Status 500 in a
+//! with the personal data it holds. Both moments are loud, for a fleet's monitoring: an
+//! error-level log line naming the entry and endpoint (no member data, not even the card
+//! code), an `outbox` event (`dead_lettered`, `dead_letter_expired`) and a metric
+//! (`wxcardd_dead_letters`, `wxcardd_dead_letters_total`, `wxcardd_dead_letters_expired_total`;
+//! the alert `WxcarddDeadLetter`). Status 500 in a
 //! body, other HTTP errors and transport failures count as the backend being unavailable and
 //! are retried with backoff. Writes are sent one at a time, replay included, so they reach
 //! the backend in the order the cashier made them.

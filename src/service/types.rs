@@ -218,6 +218,15 @@ pub enum ServiceEvent {
         /// The backend's message.
         message: String,
     },
+    /// A dead letter nobody retried or dropped was dropped after `dead_letter_retention_s`,
+    /// with the personal data it held: the write never reached the backend.
+    DeadLetterExpired {
+        /// The outbox entry.
+        entry: OutboxId,
+        /// Its endpoint; absent when the entry could not be read.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        endpoint: Option<Endpoint>,
+    },
     /// A queued write could not be read or decoded: it was set aside as a dead letter with
     /// its raw bytes, and the writes behind it go on.
     Undecodable {
@@ -237,6 +246,7 @@ impl ServiceEvent {
             | ServiceEvent::CredentialsRefused { .. } => "backend",
             ServiceEvent::Delivered { .. }
             | ServiceEvent::DeadLettered { .. }
+            | ServiceEvent::DeadLetterExpired { .. }
             | ServiceEvent::Undecodable { .. } => "outbox",
         }
     }
