@@ -7,6 +7,8 @@
 //! start accepts: it also builds the API client (reading the token and CA files) and every
 //! scanner's settings, which start would otherwise refuse later.
 
+pub mod dropins;
+
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -53,6 +55,32 @@ pub struct Config {
     /// `[metrics]`: Prometheus metrics (docs/metrics.md).
     #[serde(default)]
     pub metrics: crate::metrics::MetricsConfig,
+    /// `[till]`: which till this is, for a fleet.
+    #[serde(default)]
+    pub till: TillConfig,
+}
+
+/// `[till]` in the config file.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TillConfig {
+    /// The till's id in `status`, the metrics and the support report; empty: the hostname.
+    pub id: String,
+}
+
+impl TillConfig {
+    /// The id, or the hostname when none is set (`unknown` if even that cannot be read).
+    pub fn resolved(&self) -> String {
+        let id = self.id.trim();
+        if !id.is_empty() {
+            return id.to_owned();
+        }
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .map(|h| h.trim().to_owned())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "unknown".to_owned())
+    }
 }
 
 /// `[store]` in the config file.
@@ -168,13 +196,18 @@ pub enum ConfigError {
 }
 
 impl Config {
-    /// Reads, parses and validates a config file.
+    /// Reads, parses and validates a config file, with the drop-ins in `conf.d/` next to it
+    /// merged over it in name order ([`dropins`]).
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_owned(),
             source,
         })?;
-        Config::parse(&text, path)
+        let dropins = dropins::files(path)?;
+        if dropins.is_empty() {
+            return Config::parse(&text, path);
+        }
+        dropins::load(path, text, &dropins)
     }
 
     /// Parses and validates config text; `path` is only used in messages (and to find files
@@ -336,6 +369,12 @@ impl Config {
             && (png.width == 0 || png.height == 0 || png.width > 8192 || png.height > 8192)
         {
             return bad("display.png.width", "and height must be 1 to 8192");
+        }
+        if self.till.id.len() > 64 || self.till.id.chars().any(|c| c.is_control()) {
+            return bad(
+                "till.id",
+                "must be at most 64 characters, no control characters",
+            );
         }
         if let Some(problem) = self.metrics.problem() {
             return Some(problem);
@@ -506,6 +545,7 @@ mod example {
         assert_eq!(config.paycode, defaults.paycode);
         assert_eq!(config.classify, defaults.classify);
         assert_eq!(config.metrics, defaults.metrics);
+        assert_eq!(config.till, defaults.till);
         assert!(config.scanners.is_empty());
 
         // Uncomment the `# [[scanner]]`, `# [scanner.frame]` and `# [[classify.rules]]`

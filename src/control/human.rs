@@ -143,8 +143,12 @@ pub fn describe(command: &Command, r: &Value) -> String {
         Command::Status => {
             let s = &r["service"];
             let mut out = format!(
-                "wxcardd {}, up {}\nbackend: {}\noutbox: {} pending, {} dead letters (capacity {})",
+                "wxcardd {}{}, up {}\nbackend: {}\noutbox: {} pending, {} dead letters (capacity {})",
                 text(&r["version"]),
+                match r["till"].as_str() {
+                    Some(till) if !till.is_empty() => format!(" on till {}", text(&r["till"])),
+                    _ => String::new(),
+                },
                 age(r["uptime_s"].as_u64().unwrap_or(0) * 1000),
                 match (s["backend"].as_str(), s["online"] == true) {
                     (Some("credentials_refused"), _) =>

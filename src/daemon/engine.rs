@@ -273,6 +273,7 @@ impl Engine {
         let scanners: Vec<Value> = lock(&self.scanners).values().cloned().collect();
         json!({
             "version": env!("CARGO_PKG_VERSION"),
+            "till": crate::metrics::global().till(),
             "uptime_s": self.started.elapsed().as_secs(),
             "service": service,
             "scanners": scanners,

@@ -232,6 +232,7 @@ pub async fn run(mut config: Config, options: RunOptions) -> anyhow::Result<()> 
                         }
                         crate::metrics::global()
                             .set_scanners(new.scanners.iter().map(|s| s.name.as_str()));
+                        crate::metrics::global().set_till(&new.till.resolved());
                         config.scanners = new.scanners;
                         config.classify = new.classify;
                         config.display = new.display;
@@ -302,6 +303,7 @@ async fn start_metrics(
     stop: &watch::Receiver<bool>,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let metrics = crate::metrics::global();
+    metrics.set_till(&config.till.resolved());
     metrics.set_scanners(config.scanners.iter().map(|s| s.name.as_str()));
     metrics.set_displays(config.display.backends.iter().map(|b| match b {
         wxcard_hal::display::BackendKind::Framebuffer => "framebuffer",

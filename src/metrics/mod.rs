@@ -212,9 +212,15 @@ impl Metrics {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Sets the till's id (a label of `wxcardd_build_info`... and `wxcardd_till_info`).
+    /// Sets the till's id (`[till] id`, else the hostname): the `till` label of
+    /// `wxcardd_build_info`, and what `status` reports.
     pub fn set_till(&self, till: &str) {
         self.lock().till = till.to_owned();
+    }
+
+    /// The till's id as last set.
+    pub fn till(&self) -> String {
+        self.lock().till.clone()
     }
 
     /// The configured scanners: each has `wxcardd_scanner_connected` from the start (0 until
