@@ -8,6 +8,7 @@
 //! - [`daemon`]: the wiring on tokio: scanners, display, signals, systemd notify, the demo.
 //! - [`metrics`]: Prometheus metrics (node_exporter textfile, optional `/metrics`).
 //! - [`config`]: the daemon's typed TOML configuration.
+//! - [`report`]: `wxcardctl report`, the support report without secrets or member data.
 //! - [`probe`]: the technician's one-shot check (`wxcardd probe`).
 //! - [`sim`]: a stateful simulator of the wxcard backend, for tests and the demo.
 //!
@@ -20,6 +21,7 @@ pub mod control;
 pub mod daemon;
 pub mod metrics;
 pub mod probe;
+pub mod report;
 pub mod service;
 pub mod sim;
 pub mod store;

@@ -87,6 +87,17 @@ enum Sub {
     },
     /// Follow events (scans, cards, backend, outbox) until interrupted.
     Watch,
+    /// Write a support report (version, status, outbox summary, config without secrets,
+    /// scanners and displays with udev properties, the journal, disk): no token, no member
+    /// data, no full card code.
+    Report {
+        /// The daemon's config file (drop-ins in conf.d/ next to it are included).
+        #[arg(long, default_value = wxcardd::config::DEFAULT_PATH)]
+        config: PathBuf,
+        /// Where to write it; - for standard output.
+        #[arg(long, short, default_value = "wxcardd-report.txt")]
+        output: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -198,7 +209,7 @@ fn command(sub: &Sub) -> Result<Option<Command>, String> {
                 Command::OutboxDrop(OutboxIdParams { entry: *entry })
             }
         },
-        Sub::Watch => return Ok(None),
+        Sub::Watch | Sub::Report { .. } => return Ok(None),
     }))
 }
 
@@ -211,6 +222,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Sub::Report { config, output } = &cli.command {
+        return report(&cli.socket, config, output, cli.timeout);
+    }
     let timeout = match command {
         None => None,
         Some(_) => Some(Duration::from_secs(cli.timeout.max(1))),
@@ -279,6 +293,37 @@ fn watch(client: &mut ControlClient, json: bool) -> ExitCode {
             }
             Ok(_) => {}
             Err(e) => return fail(&e),
+        }
+    }
+}
+
+fn report(
+    socket: &std::path::Path,
+    config: &std::path::Path,
+    output: &std::path::Path,
+    timeout: u64,
+) -> ExitCode {
+    let text = wxcardd::report::build(socket, config, Duration::from_secs(timeout.max(1)));
+    if output == std::path::Path::new("-") {
+        print!("{text}");
+        return ExitCode::SUCCESS;
+    }
+    use std::os::unix::fs::OpenOptionsExt;
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(output)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, text.as_bytes()));
+    match written {
+        Ok(()) => {
+            eprintln!("wxcardctl: support report written to {}", output.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("wxcardctl: cannot write {}: {e}", output.display());
+            ExitCode::from(73)
         }
     }
 }
