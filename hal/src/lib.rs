@@ -4,9 +4,11 @@
 //!   parser they share.
 //! - [`display`]: customer displays (framebuffer, terminal, kiosk web page, PNG) and the
 //!   screens they show.
+//! - [`web_guard`]: the Host and Origin checks every local HTTP listener applies.
 //!
 //! **Invariant:** this crate does no network IO to the backend and knows nothing of the
 //! wxcard API, HTTP clients or sled.
 
 pub mod display;
 pub mod scanner;
+pub mod web_guard;
