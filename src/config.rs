@@ -105,6 +105,8 @@ pub struct ControlConfig {
     pub max_subscribers: usize,
     /// Events queued for one subscriber before it is dropped as too slow.
     pub subscriber_queue: usize,
+    /// `[control.web]`: the same protocol over a loopback WebSocket for browser POS apps.
+    pub web: crate::control::web::WebConfig,
 }
 
 impl Default for ControlConfig {
@@ -116,6 +118,7 @@ impl Default for ControlConfig {
             allowed_gids: Vec::new(),
             max_subscribers: 16,
             subscriber_queue: 256,
+            web: Default::default(),
         }
     }
 }
@@ -255,6 +258,9 @@ impl Config {
         }
         if self.control.subscriber_queue == 0 {
             return Err(invalid("control.subscriber_queue", "must be more than 0"));
+        }
+        if let Err((key, why)) = self.control.web.validate() {
+            return Err(invalid(key, &why));
         }
         Ok(())
     }
