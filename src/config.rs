@@ -105,6 +105,10 @@ pub struct ControlConfig {
     pub max_subscribers: usize,
     /// Events queued for one subscriber before it is dropped as too slow.
     pub subscriber_queue: usize,
+    /// Connections served at once; past this a new one is answered `ERROR busy` and closed.
+    /// Any uid but root's and the daemon's own may hold a quarter of them; those two have 8
+    /// more beyond the cap.
+    pub max_connections: usize,
     /// `[control.web]`: the same protocol over a loopback WebSocket for browser POS apps.
     pub web: crate::control::web::WebConfig,
 }
@@ -118,6 +122,7 @@ impl Default for ControlConfig {
             allowed_gids: Vec::new(),
             max_subscribers: 16,
             subscriber_queue: 256,
+            max_connections: 64,
             web: Default::default(),
         }
     }
@@ -173,6 +178,29 @@ impl Config {
         })?;
         config.validate(path)?;
         Ok(config)
+    }
+
+    /// Settings that are valid but probably not what was meant, or unsafe; `wxcardd check`
+    /// prints them. Each is one sentence naming the key.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        let web = &self.display.web;
+        if self
+            .display
+            .backends
+            .contains(&wxcard_hal::display::BackendKind::Web)
+            && !web.listen.ip().is_loopback()
+            && !web.allow_remote
+        {
+            warnings.push(format!(
+                "display.web.listen {} is not a loopback address: the kiosk page will not \
+                 start (anyone on the network could read the pay code); set \
+                 display.web.allow_remote = true to serve it there behind a token \
+                 (wxcardctl status prints the address with it)",
+                web.listen
+            ));
+        }
+        warnings
     }
 
     fn validate(&self, path: &Path) -> Result<(), ConfigError> {
@@ -258,6 +286,9 @@ impl Config {
         }
         if self.control.subscriber_queue == 0 {
             return Err(invalid("control.subscriber_queue", "must be more than 0"));
+        }
+        if self.control.max_connections == 0 {
+            return Err(invalid("control.max_connections", "must be more than 0"));
         }
         if let Err((key, why)) = self.control.web.validate() {
             return Err(invalid(key, &why));

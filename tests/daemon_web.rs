@@ -562,7 +562,7 @@ fn refused_handshakes_say_why_and_never_reach_a_command() {
     }
     let (a, _) = refused(&host, Some(&origin), Some(&good_protocols));
     assert_eq!(a.status, 503);
-    assert_eq!(a.body["error"]["code"], "failed");
+    assert_eq!(a.body["error"]["code"], "busy");
     assert_eq!(
         a.body["error"]["message"],
         "too many connections (at most 2); try again later"

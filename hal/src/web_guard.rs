@@ -5,9 +5,9 @@
 //! stop that:
 //! - **Host** (DNS rebinding): a page on `evil.example` whose name is re-pointed at 127.0.0.1
 //!   sends `Host: evil.example:PORT`. Only the listen address itself, a loopback IP literal or
-//!   the name `localhost` are accepted, always with the listen port. An IP literal cannot be
-//!   rebound, so when the listener is on the unspecified address (`0.0.0.0`, `[::]`, remote
-//!   access on purpose) any IP literal is accepted; names other than `localhost` never are.
+//!   the name `localhost` are accepted, with the listen port when one is given. An IP literal
+//!   cannot be rebound, so a listener open to the network on purpose (`allow_remote`) accepts
+//!   any IP literal; names other than `localhost` never are.
 //! - **Origin** (cross-site requests): must be exactly one of the configured origins. A
 //!   request without `Origin` does not come from a web page (browsers always send it on
 //!   WebSocket handshakes and cross-origin requests), so [`check_origin`] lets it through;
@@ -33,23 +33,34 @@ pub enum Refusal {
     ForeignOrigin(String),
 }
 
-/// Checks a request's `Host` header against the listener's address (see the module docs).
-pub fn check_host(host: Option<&str>, listen: SocketAddr) -> Result<(), Refusal> {
+/// Whether `authority` (a `Host` header, or an origin without its scheme) names a listener
+/// on `listen`: `localhost`, a loopback IP, the listen IP, or with `any_ip` any IP literal; the
+/// port, when given, must be the listen port. A DNS name other than `localhost` never does: a
+/// page on a rebound name is another site.
+pub fn names_listener(authority: &str, listen: SocketAddr, any_ip: bool) -> bool {
+    let Some((host, port)) = split_host_port(authority) else {
+        return false;
+    };
+    if port.is_some_and(|p| p != listen.port()) {
+        return false;
+    }
+    let host = host.strip_suffix('.').unwrap_or(host);
+    if host.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    match host.parse::<IpAddr>() {
+        Ok(ip) => ip.is_loopback() || ip == listen.ip() || any_ip,
+        Err(_) => false,
+    }
+}
+
+/// Checks a request's `Host` header with [`names_listener`].
+pub fn check_host(host: Option<&str>, listen: SocketAddr, any_ip: bool) -> Result<(), Refusal> {
     let host = host.ok_or(Refusal::MissingHost)?;
-    let foreign = || Refusal::ForeignHost(truncate(host), listen);
-    let (name, port) = split_host_port(host).ok_or_else(foreign)?;
-    if port != listen.port() {
-        return Err(foreign());
-    }
-    let name = name.strip_suffix('.').unwrap_or(name);
-    if name.eq_ignore_ascii_case("localhost") {
-        return Ok(());
-    }
-    let ip: IpAddr = name.parse().map_err(|_| foreign())?;
-    if ip.is_loopback() || ip == listen.ip() || listen.ip().is_unspecified() {
+    if names_listener(host, listen, any_ip) {
         Ok(())
     } else {
-        Err(foreign())
+        Err(Refusal::ForeignHost(truncate(host), listen))
     }
 }
 
@@ -72,22 +83,23 @@ pub fn is_origin(origin: &str) -> bool {
     matches!(scheme, "http" | "https")
         && !rest.is_empty()
         && !rest.contains(['/', '?', '#', '@', ' '])
-        && split_host_port(rest).is_some()
+        && split_host_port(rest).is_some_and(|(host, _)| !host.is_empty())
 }
 
-/// Splits `host:port` (`[v6]:port` for IPv6); no port means 80.
-fn split_host_port(host: &str) -> Option<(&str, u16)> {
-    if let Some(rest) = host.strip_prefix('[') {
+/// Splits `host[:port]` (`[v6][:port]`, or a bare IPv6 address without a port); None when
+/// the port is not a number.
+fn split_host_port(authority: &str) -> Option<(&str, Option<u16>)> {
+    if let Some(rest) = authority.strip_prefix('[') {
         let (ip, after) = rest.split_once(']')?;
         return match after {
-            "" => Some((ip, 80)),
-            _ => Some((ip, after.strip_prefix(':')?.parse().ok()?)),
+            "" => Some((ip, None)),
+            _ => Some((ip, Some(after.strip_prefix(':')?.parse().ok()?))),
         };
     }
-    match host.rsplit_once(':') {
-        Some((name, port)) if !name.contains(':') => Some((name, port.parse().ok()?)),
-        Some(_) => None,
-        None => Some((host, 80)),
+    match authority.rsplit_once(':') {
+        Some((name, _)) if name.contains(':') => Some((authority, None)),
+        Some((name, port)) => Some((name, Some(port.parse().ok()?))),
+        None => Some((authority, None)),
     }
 }
 
@@ -112,31 +124,34 @@ mod tests {
         let lo = addr("127.0.0.1:8765");
         for ok in [
             "127.0.0.1:8765",
+            "127.0.0.1",
             "localhost:8765",
             "LOCALHOST.:8765",
             "[::1]:8765",
+            "::1",
             "127.1.2.3:8765",
         ] {
-            assert_eq!(check_host(Some(ok), lo), Ok(()), "{ok}");
+            assert_eq!(check_host(Some(ok), lo, false), Ok(()), "{ok}");
         }
         for bad in [
             "evil.example:8765",
             "localhost.evil.example:8765",
             "127.0.0.1:8766",
-            "127.0.0.1",
+            "localhost:",
             "192.168.1.5:8765",
             "[::1:8765",
             "",
         ] {
-            assert!(check_host(Some(bad), lo).is_err(), "{bad}");
+            assert!(check_host(Some(bad), lo, false).is_err(), "{bad}");
         }
-        assert_eq!(check_host(None, lo), Err(Refusal::MissingHost));
+        assert_eq!(check_host(None, lo, false), Err(Refusal::MissingHost));
         let lan = addr("192.168.1.5:8765");
-        assert_eq!(check_host(Some("192.168.1.5:8765"), lan), Ok(()));
-        assert!(check_host(Some("192.168.1.6:8765"), lan).is_err());
+        assert_eq!(check_host(Some("192.168.1.5:8765"), lan, false), Ok(()));
+        assert!(check_host(Some("192.168.1.6:8765"), lan, false).is_err());
         let any = addr("0.0.0.0:80");
-        assert_eq!(check_host(Some("10.0.0.9"), any), Ok(()));
-        assert!(check_host(Some("till.example"), any).is_err());
+        assert_eq!(check_host(Some("10.0.0.9"), any, true), Ok(()));
+        assert!(check_host(Some("10.0.0.9"), any, false).is_err());
+        assert!(check_host(Some("till.example"), any, true).is_err());
     }
 
     #[test]

@@ -18,6 +18,7 @@ use wxcard_hal::display::{CustomerDisplay, Screen, Texts};
 fn start() -> WebDisplay {
     let cfg = WebConfig {
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        ..WebConfig::default()
     };
     let texts = Texts {
         shop_name: "好又多 Good Shop".into(),
@@ -198,7 +199,14 @@ async fn screens_are_pushed_and_the_svg_decodes_to_the_pay_code() {
         "pushed before the stop"
     );
     assert!(late.next().await.is_none());
-    let again = WebDisplay::start(&WebConfig { listen: addr }, Texts::default()).unwrap();
+    let again = WebDisplay::start(
+        &WebConfig {
+            listen: addr,
+            ..WebConfig::default()
+        },
+        Texts::default(),
+    )
+    .unwrap();
     again.stop().await;
 }
 

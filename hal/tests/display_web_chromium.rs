@@ -192,6 +192,7 @@ fn kiosk_page_in_headless_chromium_shows_a_decodable_pay_code_and_reconnects() {
     let _guard = rt.enter();
     let cfg = WebConfig {
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        ..WebConfig::default()
     };
     let mut web = WebDisplay::start(&cfg, Texts::default()).unwrap();
     let addr = web.local_addr();
@@ -227,7 +228,14 @@ fn kiosk_page_in_headless_chromium_shows_a_decodable_pay_code_and_reconnects() {
 
     // Daemon restart: the server goes away and comes back on the same port with a new code.
     rt.block_on(web.stop());
-    let mut web = WebDisplay::start(&WebConfig { listen: addr }, Texts::default()).unwrap();
+    let mut web = WebDisplay::start(
+        &WebConfig {
+            listen: addr,
+            ..WebConfig::default()
+        },
+        Texts::default(),
+    )
+    .unwrap();
     let second = "134599990000111122";
     web.show(&pay_code(second, now), now).unwrap();
     browser

@@ -57,6 +57,12 @@ struct SecretHeader {
     value: String,
 }
 
+impl Drop for SecretHeader {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.value);
+    }
+}
+
 impl std::fmt::Debug for SecretHeader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}: <{} bytes hidden>", self.name, self.value.len())
@@ -419,6 +425,7 @@ fn read_headers(path: &Path) -> Result<Vec<SecretHeader>, ClientBuildError> {
         path: path.to_owned(),
         source,
     })?;
+    let text = zeroize::Zeroizing::new(text);
     let mut headers = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let line = line.trim();

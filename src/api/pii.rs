@@ -4,6 +4,11 @@
 //! `MemberInfo`. They are wrapped in [`Pii`], whose `Debug` and `Display` print a masked form
 //! (`138****5678`, `1****************8`), so a `{:?}` of a request, an error or a queued write
 //! cannot leak them. Serialization writes the real value: the wire and the outbox need it.
+//!
+//! A `Pii` zeroes its value when dropped (the `zeroize` crate), so a member's name or ID
+//! number does not linger in freed memory for a core dump or a later allocation to show
+//! (issue 10). Copies made on the way (JSON buffers, HTTP bodies) are not covered: the daemon
+//! is also made non-dumpable at start and the unit sets `LimitCORE=0`.
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -42,6 +47,12 @@ impl<M: Mask> Pii<M> {
     /// The masked form.
     pub fn masked(&self) -> String {
         M::mask(&self.value)
+    }
+}
+
+impl<M: Mask> Drop for Pii<M> {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.value);
     }
 }
 

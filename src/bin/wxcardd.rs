@@ -49,6 +49,8 @@ fn main() -> ExitCode {
         (Some(_), _) => "warn",
     };
     wxcardd::daemon::logging::init(default_log);
+    // Before the config (and the token file it names) is read.
+    wxcardd::daemon::forbid_core_dumps();
     let load = || {
         Config::load(&cli.config).map_err(|e| {
             eprintln!("{e}");
@@ -57,7 +59,10 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Some(Command::Check) => match load() {
-            Ok(_) => {
+            Ok(config) => {
+                for warning in config.warnings() {
+                    eprintln!("warning: {warning}");
+                }
                 println!("{}: OK", cli.config.display());
                 ExitCode::SUCCESS
             }

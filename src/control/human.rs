@@ -111,6 +111,9 @@ pub fn describe(command: &Command, r: &Value) -> String {
             if let Some(ms) = s["oldest_pending_age_ms"].as_u64() {
                 out.push_str(&format!(", oldest waiting {}", age(ms)));
             }
+            if let Some(url) = r["kiosk_url"].as_str() {
+                out.push_str(&format!("\nkiosk page: {url}"));
+            }
             out
         }
         Command::OutboxList => {

@@ -244,6 +244,9 @@ pub enum ErrorCode {
     Failed,
     /// A subscriber fell too far behind and is disconnected.
     Overrun,
+    /// The daemon holds as many connections as it takes (`control.max_connections`); this
+    /// one is closed. Try again later.
+    Busy,
 }
 
 /// A request that could not be parsed, with the id when one could be read.

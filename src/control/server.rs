@@ -4,21 +4,32 @@
 //! anything else (the socket file's 0660 mode and group are the first gate, this is the
 //! second). A malformed line, an unknown command or a line over the size limit gets an
 //! `ERROR` answer on that connection only. Subscribers get events through a bounded queue; one
-//! that falls behind is told `overrun` and disconnected, so a slow client can never block the
-//! daemon.
+//! that falls behind is told `overrun`, loses its subscriber slot and is disconnected at once,
+//! so a slow client can never block the daemon.
+//!
+//! No local peer can take the daemon down by holding its resources (issue 10): connections
+//! are capped (`control.max_connections`; any uid but root's and the daemon's own may hold a
+//! quarter of them, and those two have a reserve beyond the cap), an over-cap connection is
+//! answered `ERROR busy` and closed before anything is read from it, every task of a
+//! connection ends with it, each write has a deadline, a failing `accept` (out of file
+//! descriptors) backs off instead of spinning, and warnings a peer can trigger are logged at
+//! most once per interval with a count.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::io;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::unix::OwnedWriteHalf;
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 
 use super::protocol::{
     self, Command, ErrorCode, MAX_LINE_BYTES, ProtocolError, error_line, result_line,
@@ -75,7 +86,28 @@ pub struct Limits {
     pub max_subscribers: usize,
     /// Event lines queued per subscriber before it is dropped.
     pub subscriber_queue: usize,
+    /// Connections served at once (`control.max_connections`). Root and the daemon's own uid
+    /// have [`RESERVED_CONNECTIONS`] more; any other uid may hold at most a quarter of this.
+    pub max_connections: usize,
 }
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_subscribers: 16,
+            subscriber_queue: 256,
+            max_connections: 64,
+        }
+    }
+}
+
+/// Connections kept for root and the daemon's own uid beyond `max_connections`, so that a
+/// technician (`sudo wxcardctl status`) always gets in.
+pub const RESERVED_CONNECTIONS: usize = 8;
+
+/// The longest one write to a client may block before the client is disconnected: a peer
+/// that stops reading never holds a task, a slot or a file descriptor for longer.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Why the socket could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -119,7 +151,138 @@ pub async fn bind(path: &Path, gid: Option<u32>) -> Result<UnixListener, BindErr
     Ok(listener)
 }
 
+/// Exponential pause after a failed `accept` (10 ms doubling to 1 s), logged once per burst
+/// of failures with a count. Out of file descriptors (EMFILE) the pending connection stays
+/// in the backlog and `accept` fails again at once: without the pause the loop spins a core
+/// and writes a log line per failure.
+#[derive(Debug, Default)]
+pub struct AcceptBackoff {
+    failures: u64,
+    delay: Duration,
+}
+
+impl AcceptBackoff {
+    const FIRST: Duration = Duration::from_millis(10);
+    const MAX: Duration = Duration::from_secs(1);
+
+    /// Records a failure; returns how long to wait before the next `accept`.
+    pub fn failed(&mut self, what: &str, error: &io::Error) -> Duration {
+        if self.failures == 0 {
+            log::warn!("{what}: accept failed: {error}; backing off (logged once per burst)");
+        }
+        self.failures += 1;
+        self.delay = if self.delay.is_zero() {
+            Self::FIRST
+        } else {
+            (self.delay * 2).min(Self::MAX)
+        };
+        self.delay
+    }
+
+    /// Records a success, ending a burst of failures (logged with its count).
+    pub fn succeeded(&mut self, what: &str) {
+        if self.failures > 0 {
+            log::warn!(
+                "{what}: accept works again after {} failed attempts",
+                self.failures
+            );
+        }
+        self.failures = 0;
+        self.delay = Duration::ZERO;
+    }
+}
+
+/// A warning that a peer can trigger at will (refused, too many connections, a dropped
+/// subscriber): logged at most once per interval, with the count of those left out, so a
+/// loop of hostile connections cannot fill the disk with log lines.
+#[derive(Debug)]
+struct Quiet {
+    state: Mutex<(Option<Instant>, u64)>,
+}
+
+impl Quiet {
+    const INTERVAL: Duration = Duration::from_secs(10);
+
+    fn new() -> Self {
+        Quiet {
+            state: Mutex::new((None, 0)),
+        }
+    }
+
+    fn warn(&self, message: std::fmt::Arguments<'_>) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let (last, left_out) = &mut *state;
+        if last.is_some_and(|at| at.elapsed() < Self::INTERVAL) {
+            *left_out += 1;
+            return;
+        }
+        if *left_out > 0 {
+            log::warn!("control socket: {message} ({left_out} more like it not logged)");
+        } else {
+            log::warn!("control socket: {message}");
+        }
+        *last = Some(Instant::now());
+        *left_out = 0;
+    }
+}
+
+/// Who holds the connections being served, to keep each uid within its share.
+#[derive(Debug)]
+struct Slots {
+    limits: Limits,
+    reserved_uids: [u32; 2],
+    held: Mutex<(usize, HashMap<Option<u32>, usize>)>,
+}
+
+/// One connection's place in [`Slots`]; freed on drop.
+struct Slot {
+    slots: Arc<Slots>,
+    uid: Option<u32>,
+}
+
+impl Slots {
+    /// Takes a slot for a peer with this uid, or `None` when over its cap.
+    fn take(self: &Arc<Self>, uid: Option<u32>) -> Option<Slot> {
+        let max = self.limits.max_connections;
+        let reserved = uid.is_some_and(|u| self.reserved_uids.contains(&u));
+        let (total_cap, uid_cap) = if reserved {
+            (max + RESERVED_CONNECTIONS, usize::MAX)
+        } else {
+            (max, (max / 4).max(1))
+        };
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        let (total, per_uid) = &mut *held;
+        let mine = per_uid.entry(uid).or_insert(0);
+        if *total >= total_cap || *mine >= uid_cap {
+            return None;
+        }
+        *mine += 1;
+        *total += 1;
+        Some(Slot {
+            slots: Arc::clone(self),
+            uid,
+        })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut held = self.slots.held.lock().unwrap_or_else(|e| e.into_inner());
+        let (total, per_uid) = &mut *held;
+        *total = total.saturating_sub(1);
+        if let Some(mine) = per_uid.get_mut(&self.uid) {
+            *mine = mine.saturating_sub(1);
+            if *mine == 0 {
+                per_uid.remove(&self.uid);
+            }
+        }
+    }
+}
+
 /// Serves connections until `shutdown` turns true.
+///
+/// Over its cap (see [`Limits::max_connections`]) a new connection gets one `ERROR busy` line
+/// and is closed before anything is read from it.
 pub async fn serve<H: Handler>(
     listener: UnixListener,
     handler: Arc<H>,
@@ -130,16 +293,50 @@ pub async fn serve<H: Handler>(
 ) {
     let subscribers = Arc::new(AtomicUsize::new(0));
     let access = Arc::new(access);
+    let quiet = Arc::new(Quiet::new());
+    let slots = Arc::new(Slots {
+        limits,
+        reserved_uids: [0, nix::unistd::getuid().as_raw()],
+        held: Mutex::new((0, HashMap::new())),
+    });
+    let mut backoff = AcceptBackoff::default();
     loop {
-        let stream = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(e) => {
-                    log::warn!("control socket accept failed: {e}");
-                    continue;
-                }
-            },
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
             _ = shutdown.wait_for(|stop| *stop) => return,
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => {
+                backoff.succeeded("control socket");
+                stream
+            }
+            Err(e) => {
+                let pause = backoff.failed("control socket", &e);
+                tokio::select! {
+                    _ = tokio::time::sleep(pause) => {}
+                    _ = shutdown.wait_for(|stop| *stop) => return,
+                }
+                continue;
+            }
+        };
+        let uid = stream.peer_cred().ok().map(|c| c.uid());
+        let Some(slot) = slots.take(uid) else {
+            quiet.warn(format_args!(
+                "refused a connection from uid {}: too many connections",
+                uid.map_or_else(|| "?".to_owned(), |u| u.to_string())
+            ));
+            let line = error_line(
+                Value::Null,
+                ErrorCode::Busy,
+                &format!(
+                    "too many connections (control.max_connections = {}); try again later",
+                    limits.max_connections
+                ),
+            );
+            // A fresh socket's buffer is empty: this never blocks. Then the socket is closed.
+            let _ = stream.try_write(&to_line(&line));
+            drop(stream);
+            continue;
         };
         let conn = Connection {
             handler: Arc::clone(&handler),
@@ -148,8 +345,12 @@ pub async fn serve<H: Handler>(
             limits,
             subscribers: Arc::clone(&subscribers),
             shutdown: shutdown.clone(),
+            quiet: Arc::clone(&quiet),
         };
-        tokio::spawn(conn.serve(stream));
+        tokio::spawn(async move {
+            conn.serve(stream).await;
+            drop(slot);
+        });
     }
 }
 
@@ -161,6 +362,25 @@ pub struct Connection<H> {
     limits: Limits,
     subscribers: Arc<AtomicUsize>,
     shutdown: watch::Receiver<bool>,
+    quiet: Arc<Quiet>,
+}
+
+/// A subscriber's place among `max_subscribers`; freed on drop.
+struct SubscriberSlot(Arc<AtomicUsize>);
+
+impl Drop for SubscriberSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Aborts the subscriber's task when the connection ends, whichever way it ends.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl<H: Handler> Connection<H> {
@@ -179,13 +399,13 @@ impl<H: Handler> Connection<H> {
             limits,
             subscribers: Arc::new(AtomicUsize::new(0)),
             shutdown,
+            quiet: Arc::new(Quiet::new()),
         }
     }
 
     /// Serves the connection to its end.
     pub async fn serve(mut self, stream: UnixStream) {
         let cred = stream.peer_cred();
-        let (read, mut write) = stream.into_split();
         let allowed = match &cred {
             Ok(c) => {
                 // The group database may be NSS-backed (files, but also LDAP): off the
@@ -201,61 +421,44 @@ impl<H: Handler> Connection<H> {
             let who = cred
                 .map(|c| format!("uid {} gid {}", c.uid(), c.gid()))
                 .unwrap_or_else(|e| format!("unknown peer ({e})"));
-            log::warn!("control socket: refused a connection from {who}");
+            self.quiet
+                .warn(format_args!("refused a connection from {who}"));
             let line = error_line(
                 Value::Null,
                 ErrorCode::Forbidden,
                 &format!("{who} is not allowed; see control.allowed_uids / allowed_gids"),
             );
-            let _ = write.write_all(&to_line(&line)).await;
+            let mut stream = stream;
+            let _ = tokio::time::timeout(WRITE_TIMEOUT, stream.write_all(&to_line(&line))).await;
             return;
         }
+        let (read, write) = stream.into_split();
 
         // Everything written to the client goes through one bounded queue and one writer.
-        let (out, mut out_rx) = mpsc::channel::<Vec<u8>>(self.limits.subscriber_queue.max(1));
-        let (overrun_tx, mut overrun_rx) = oneshot::channel::<String>();
-        let writer = tokio::spawn(async move {
-            let _ = write.write_all(&to_line(&protocol::version_line())).await;
-            let mut overrun_pending = true;
-            loop {
-                tokio::select! {
-                    line = out_rx.recv() => match line {
-                        Some(line) => if write.write_all(&line).await.is_err() { return },
-                        None => return,
-                    },
-                    reason = &mut overrun_rx, if overrun_pending => {
-                        let Ok(reason) = reason else {
-                            // The sender is gone without a reason: keep writing answers.
-                            overrun_pending = false;
-                            continue;
-                        };
-                        let line = error_line(Value::Null, ErrorCode::Overrun, &reason);
-                        let _ = tokio::time::timeout(
-                            std::time::Duration::from_secs(1),
-                            write.write_all(&to_line(&line)),
-                        ).await;
-                        let _ = write.shutdown().await;
-                        return;
-                    }
-                }
-            }
-        });
+        // `closing` carries why the connection is being cut (a subscriber overrun); the
+        // writer then sends that as the last line and shuts the socket down both ways, which
+        // also ends the reading loop below.
+        let (out, out_rx) = mpsc::channel::<Vec<u8>>(self.limits.subscriber_queue.max(1));
+        let (closing_tx, closing) = watch::channel::<Option<&'static str>>(None);
+        let writer = tokio::spawn(write_loop(write, out_rx, closing.clone()));
 
         let mut reader = BufReader::new(read);
-        let mut overrun_tx = Some(overrun_tx);
-        let mut subscribed = false;
+        let mut closing_tx = Some(closing_tx);
+        let mut subscription: Option<AbortOnDrop> = None;
+        let mut cut = closing;
         let mut line = Vec::new();
         loop {
             let read = tokio::select! {
                 r = read_line_bounded(&mut reader, &mut line, MAX_LINE_BYTES) => r,
                 _ = self.shutdown.wait_for(|stop| *stop) => break,
+                _ = closed(&mut cut) => break,
             };
             let answer = match read {
                 Ok(Some(LineRead::Line)) => match protocol::parse_request(&line) {
                     Ok(request) => {
                         let answer = match request.command {
                             Command::Subscribe => {
-                                self.subscribe(&mut subscribed, &out, &mut overrun_tx)
+                                self.subscribe(&mut subscription, &out, &mut closing_tx)
                             }
                             command => self.handler.handle(command).await,
                         };
@@ -274,29 +477,37 @@ impl<H: Handler> Connection<H> {
                 .to_line(),
                 Ok(None) | Err(_) => break,
             };
-            if out.send(to_line(&answer)).await.is_err() {
+            // The writer drains the queue within WRITE_TIMEOUT per line or cuts the
+            // connection, so this wait is bounded too.
+            let sent = tokio::select! {
+                sent = out.send(to_line(&answer)) => sent.is_ok(),
+                _ = closed(&mut cut) => false,
+            };
+            if !sent {
                 break;
             }
         }
-        if subscribed {
-            self.subscribers.fetch_sub(1, Ordering::SeqCst);
-        }
+        // The subscriber's task ends with the connection (it would otherwise wait for the
+        // next event, holding the queue and so the socket open).
+        drop(subscription);
         drop(out);
+        drop(reader);
         let _ = writer.await;
     }
 
     fn subscribe(
         &self,
-        subscribed: &mut bool,
+        subscription: &mut Option<AbortOnDrop>,
         out: &mpsc::Sender<Vec<u8>>,
-        overrun: &mut Option<oneshot::Sender<String>>,
+        closing: &mut Option<watch::Sender<Option<&'static str>>>,
     ) -> Answer {
-        if *subscribed {
+        if subscription.is_some() {
             return Ok(serde_json::json!({"subscribed": true}));
         }
         let count = self.subscribers.fetch_add(1, Ordering::SeqCst);
+        let slot = SubscriberSlot(Arc::clone(&self.subscribers));
         if count >= self.limits.max_subscribers {
-            self.subscribers.fetch_sub(1, Ordering::SeqCst);
+            drop(slot);
             return Err((
                 ErrorCode::Failed,
                 format!(
@@ -305,11 +516,14 @@ impl<H: Handler> Connection<H> {
                 ),
             ));
         }
-        *subscribed = true;
+        let Some(closing) = closing.take() else {
+            drop(slot);
+            return Err((ErrorCode::Failed, "already subscribed once".into()));
+        };
         let mut events = self.events.subscribe();
         let out = out.clone();
-        let overrun = overrun.take();
-        tokio::spawn(async move {
+        let quiet = Arc::clone(&self.quiet);
+        let task = tokio::spawn(async move {
             let reason = loop {
                 match events.recv().await {
                     Ok(event) => match out.try_send(to_line(&event)) {
@@ -325,13 +539,96 @@ impl<H: Handler> Connection<H> {
                     Err(broadcast::error::RecvError::Closed) => return,
                 }
             };
-            log::warn!("control socket: dropped a subscriber: {reason}");
-            if let Some(overrun) = overrun {
-                let _ = overrun.send(reason.to_owned());
-            }
+            // The slot is free from here on, whatever the peer does next.
+            drop(slot);
+            quiet.warn(format_args!("dropped a subscriber: {reason}"));
+            closing.send_replace(Some(reason));
         });
+        *subscription = Some(AbortOnDrop(task));
         Ok(serde_json::json!({"subscribed": true}))
     }
+}
+
+/// Writes queued lines to the client, each within [`WRITE_TIMEOUT`]. Ends when the queue
+/// closes (the connection is over), a write fails or times out, or `closing` gets a reason;
+/// in the last two cases the socket is shut down both ways at once.
+async fn write_loop(
+    mut write: OwnedWriteHalf,
+    mut lines: mpsc::Receiver<Vec<u8>>,
+    mut closing: watch::Receiver<Option<&'static str>>,
+) {
+    let mut line = Some(to_line(&protocol::version_line()));
+    let mut cut_mid_line = false;
+    loop {
+        let Some(bytes) = line.take() else {
+            line = tokio::select! {
+                biased;
+                _ = closed(&mut closing) => break,
+                next = lines.recv() => match next {
+                    Some(next) => Some(next),
+                    None => {
+                        let _ = write.shutdown().await;
+                        return;
+                    }
+                },
+            };
+            continue;
+        };
+        let mut written = 0;
+        let done = tokio::select! {
+            biased;
+            _ = closed(&mut closing) => false,
+            done = tokio::time::timeout(WRITE_TIMEOUT, write_counting(&mut write, &bytes, &mut written)) => {
+                matches!(done, Ok(Ok(())))
+            }
+        };
+        if !done {
+            cut_mid_line = written > 0 && written < bytes.len();
+            break;
+        }
+    }
+    let reason = *closing.borrow();
+    if let Some(reason) = reason {
+        // Best effort and never waiting: the peer is not reading.
+        let mut last = if cut_mid_line {
+            b"\n".to_vec()
+        } else {
+            Vec::new()
+        };
+        last.extend(to_line(&error_line(
+            Value::Null,
+            ErrorCode::Overrun,
+            reason,
+        )));
+        let _ = write.try_write(&last);
+    }
+    let fd = write.as_ref().as_raw_fd();
+    // SAFETY: shutdown(2) on the socket this task's write half keeps open; it changes no
+    // memory. Both ways: the peer sees the end, and the connection's reader wakes to EOF.
+    unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+}
+
+/// Waits until the connection is being cut (forever if it never is).
+async fn closed(closing: &mut watch::Receiver<Option<&'static str>>) {
+    if closing.wait_for(|reason| reason.is_some()).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// `write_all` that counts what was written, so a cut write can be told apart.
+async fn write_counting(
+    write: &mut OwnedWriteHalf,
+    bytes: &[u8],
+    written: &mut usize,
+) -> io::Result<()> {
+    while *written < bytes.len() {
+        let n = write.write(&bytes[*written..]).await?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        *written += n;
+    }
+    Ok(())
 }
 
 fn to_line(value: &Value) -> Vec<u8> {
@@ -405,6 +702,7 @@ mod tests {
         let limits = Limits {
             max_subscribers: 1,
             subscriber_queue: 4,
+            max_connections: 4,
         };
         let conn = Connection::new(Arc::new(Echo), events, access, limits, stop_rx);
         tokio::spawn(conn.serve(server_end));

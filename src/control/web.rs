@@ -16,7 +16,8 @@
 //! A Host or Origin refusal is an HTTP 403 whose body is the protocol's `ERROR` object
 //! (code `forbidden`); a missing or wrong token is one `ERROR` frame (`forbidden`) and a close
 //! (1008), so that a page from an allowed origin can tell its user why; past
-//! `max_connections` the answer is HTTP 503 with an `ERROR` object (`failed`). Refusals are
+//! `max_connections` the answer is HTTP 503 with an `ERROR` object (`busy`, as on the Unix
+//! socket). Refusals are
 //! logged once per burst. Subscribers have the same bounded queue as on the Unix socket and
 //! are dropped with `overrun` when they do not read; a failing `accept` (out of descriptors)
 //! backs off instead of spinning.
@@ -215,6 +216,8 @@ pub async fn bind(listen: SocketAddr) -> Result<TcpListener, WebError> {
 pub struct WebSettings {
     /// The address bound (the Host check compares with it).
     pub listen: SocketAddr,
+    /// Whether any IP literal is a good Host (the listener is open to the network).
+    pub allow_remote: bool,
     /// Exact origins allowed.
     pub allowed_origins: Vec<String>,
     /// The token a client must offer.
@@ -367,7 +370,7 @@ async fn connection(stream: TcpStream, app: Router, mut shutdown: watch::Receive
 async fn refuse_busy(mut stream: TcpStream, max: usize, _slot: Slot) {
     let body = json_body(&error_line(
         Value::Null,
-        ErrorCode::Failed,
+        ErrorCode::Busy,
         &format!("too many connections (at most {max}); try again later"),
     ));
     let head = format!(
@@ -452,7 +455,9 @@ async fn handshake<H: Handler>(
             .note(kind, &format!("refused a handshake: {message}"));
         http_error(StatusCode::FORBIDDEN, ErrorCode::Forbidden, &message)
     };
-    if let Err(r) = web_guard::check_host(text(header::HOST), settings.listen) {
+    if let Err(r) =
+        web_guard::check_host(text(header::HOST), settings.listen, settings.allow_remote)
+    {
         return refuse("host", r);
     }
     if let Err(r) = web_guard::check_origin(text(header::ORIGIN), &settings.allowed_origins) {
@@ -682,6 +687,7 @@ pub async fn prepare(
         listener,
         WebSettings {
             listen,
+            allow_remote: config.allow_remote,
             allowed_origins: config.allowed_origins.clone(),
             token,
             max_connections: config.max_connections,

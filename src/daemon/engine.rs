@@ -191,6 +191,7 @@ impl Engine {
             "service": service,
             "scanners": scanners,
             "displays": self.screen.backends(),
+            "kiosk_url": wxcard_hal::display::web::current_url(),
         })
     }
 }

@@ -46,6 +46,31 @@ pub struct RunOptions {
 #[error("{0}")]
 pub struct ConfigProblem(pub String);
 
+/// Set to `1` to leave the process dumpable (a core for debugging; docs/install.md).
+pub const CORE_DUMPS_ENV: &str = "WXCARDD_CORE_DUMPS";
+
+/// Makes the process non-dumpable (`prctl(PR_SET_DUMPABLE, 0)`): no core file, and
+/// /proc/PID/mem, environ and fd are root's only, so neither a crash nor a same-uid process
+/// can read members' personal data or the API token out of memory. `WXCARDD_CORE_DUMPS=1`
+/// leaves it dumpable, for a developer who needs a core (docs/install.md).
+pub fn forbid_core_dumps() {
+    if std::env::var_os(CORE_DUMPS_ENV).is_some_and(|v| v == "1") {
+        log::warn!(
+            "{CORE_DUMPS_ENV}=1: core dumps allowed; a core holds personal data and the API token"
+        );
+        return;
+    }
+    // SAFETY: prctl(PR_SET_DUMPABLE) takes plain integers and changes only this process's
+    // dumpable flag.
+    let rc = unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    if rc != 0 {
+        log::warn!(
+            "cannot make the process non-dumpable: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
 /// Where systemd's `LoadCredential=api-headers:...` puts the token file.
 fn credential_headers() -> Option<PathBuf> {
     let dir = std::env::var_os("CREDENTIALS_DIRECTORY")?;
@@ -124,6 +149,7 @@ pub async fn run(mut config: Config, options: RunOptions) -> anyhow::Result<()> 
     let limits = Limits {
         max_subscribers: config.control.max_subscribers,
         subscriber_queue: config.control.subscriber_queue,
+        max_connections: config.control.max_connections,
     };
     let server_task = tokio::spawn(server::serve(
         listener,

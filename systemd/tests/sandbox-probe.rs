@@ -125,13 +125,23 @@ fn main() {
         .split_whitespace()
         .filter_map(|g| g.parse().ok())
         .collect();
-    for g in ["dialout", "input", "video", "tty", "wxcard"] {
+    for g in ["video", "wxcard-scan", "wxcard"] {
         p.check(
             &format!("supplementary group {g}"),
             match group_id(g) {
                 Some(gid) if groups.contains(&gid) => Ok(()),
                 Some(gid) => Err(format!("gid {gid} not in {groups:?}")),
                 None => Err("group does not exist".into()),
+            },
+        );
+    }
+    // Device access no wider than the scanners: not every serial port, keyboard or console.
+    for g in ["dialout", "input", "tty"] {
+        p.check(
+            &format!("not in group {g}"),
+            match group_id(g) {
+                Some(gid) if groups.contains(&gid) => Err(format!("gid {gid} in {groups:?}")),
+                _ => Ok(()),
             },
         );
     }

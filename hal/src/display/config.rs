@@ -143,12 +143,24 @@ pub struct TerminalConfig {
 pub struct WebConfig {
     /// Address of the kiosk page; default `127.0.0.1:8765` (loopback only).
     pub listen: SocketAddr,
+    /// Connections to the page at once; past this a new one gets `503` and is closed.
+    /// Default 16.
+    pub max_clients: usize,
+    /// Serve a non-loopback `listen` address (a kiosk browser on another machine); the page
+    /// then needs the token from `token_file` in its address. Default false.
+    pub allow_remote: bool,
+    /// The per-install kiosk token (made 0600 at first start when `allow_remote` is set);
+    /// default `/var/lib/wxcardd/kiosk-token`.
+    pub token_file: PathBuf,
 }
 
 impl Default for WebConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8765)),
+            max_clients: 16,
+            allow_remote: false,
+            token_file: "/var/lib/wxcardd/kiosk-token".into(),
         }
     }
 }

@@ -6,23 +6,34 @@
 //! `EventSource` reconnects by itself (we ask for a retry after one second), so the page
 //! recovers from a daemon restart without anyone touching the kiosk. The page runs the
 //! countdown itself from the time left at push; the server pushes only when the screen
-//! content changes. Listens on loopback unless configured otherwise; this is display output,
-//! not a connection to the wxcard backend.
+//! content changes. This is display output, not a connection to the wxcard backend.
+//!
+//! The page shows a live pay code, so it is served only to the kiosk (issue 10): a request
+//! whose `Host` is not a loopback name, the listen address or (with `allow_remote`) an IP
+//! address gets 421, so a DNS-rebinding page in a browser on the LAN cannot read it; a
+//! request with another site's `Origin` gets 403. A non-loopback `listen` needs
+//! `allow_remote = true` and then a per-install token in the path (`/k/<token>/`), made at
+//! first start and kept 0600 in `token_file`. At most `max_clients` connections are served
+//! at once; past that a connection gets 503 and is closed.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::header;
+use axum::http::{StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse};
 use axum::routing::get;
 use futures_util::Stream;
 use serde_json::json;
 use tokio::sync::{oneshot, watch};
+use zeroize::Zeroizing;
 
 use super::config::WebConfig;
 use super::view::{Texts, Tone, View};
@@ -63,6 +74,7 @@ pub struct WebDisplay {
     texts: Texts,
     stop: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,
+    url: Zeroizing<String>,
 }
 
 impl WebDisplay {
@@ -70,6 +82,20 @@ impl WebDisplay {
     pub fn start(config: &WebConfig, texts: Texts) -> Result<Self, DisplayError> {
         let addr = config.listen;
         let err = |reason: String| DisplayError::Web { addr, reason };
+        if !addr.ip().is_loopback() && !config.allow_remote {
+            return Err(err(
+                "not a loopback address: anyone on the network could read the pay code; set \
+                 [display.web] allow_remote = true to serve it there behind a token"
+                    .into(),
+            ));
+        }
+        let token = if config.allow_remote {
+            Some(Arc::new(load_or_create_token(&config.token_file).map_err(
+                |e| err(format!("kiosk token {}: {e}", config.token_file.display())),
+            )?))
+        } else {
+            None
+        };
         let handle = tokio::runtime::Handle::try_current()
             .map_err(|_| err("must be started inside a tokio runtime".into()))?;
         let _guard = handle.enter();
@@ -80,15 +106,34 @@ impl WebDisplay {
         let local = std_listener.local_addr().map_err(|e| err(e.to_string()))?;
         let listener =
             tokio::net::TcpListener::from_std(std_listener).map_err(|e| err(e.to_string()))?;
+        let listener = CappedListener {
+            inner: listener,
+            clients: Arc::new(AtomicUsize::new(0)),
+            max: config.max_clients.max(1),
+            backoff: Duration::ZERO,
+            failures: 0,
+        };
 
         let blank = View::of(&Screen::Blank, &texts, Instant::now());
         let (current, rx) = watch::channel(Current {
             content: content_json(&blank, &texts).into(),
             remaining: None,
         });
+        let guard = Arc::new(Guard {
+            port: local.port(),
+            listen_ip: local.ip(),
+            allow_remote: config.allow_remote,
+            token: token.clone(),
+        });
+        let (root, stream) = if token.is_some() {
+            ("/k/{token}/", "/k/{token}/events")
+        } else {
+            ("/", "/events")
+        };
         let app = Router::new()
-            .route("/", get(page))
-            .route("/events", get(events))
+            .route(root, get(page))
+            .route(stream, get(events))
+            .layer(axum::middleware::from_fn_with_state(guard, check_request))
             .with_state(rx);
         let (stop, stopped) = oneshot::channel::<()>();
         let server = handle.spawn(async move {
@@ -101,8 +146,24 @@ impl WebDisplay {
                 log::error!("kiosk page server on {local}: {e}");
             }
         });
-        log::info!("kiosk page on http://{local}/");
+        let url = match &token {
+            Some(token) => format!("http://{local}/k/{}/", token.as_str()),
+            None => format!("http://{local}/"),
+        };
+        if token.is_some() {
+            // The token is a secret: the log names where it is, not what it is.
+            log::info!(
+                "kiosk page on http://{local}/k/<token>/ (the token is in {}; wxcardctl status \
+                 prints the whole address)",
+                config.token_file.display()
+            );
+        } else {
+            log::info!("kiosk page on {url}");
+        }
+        let url = Zeroizing::new(url);
+        set_current_url(Some(url.to_string()));
         Ok(Self {
+            url,
             current,
             addr: local,
             texts,
@@ -128,6 +189,7 @@ impl WebDisplay {
             &mut self.current,
             watch::channel(blank).0,
         ));
+        clear_current_url(&self.url);
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -141,6 +203,7 @@ impl Drop for WebDisplay {
     fn drop(&mut self) {
         // Dropping `current` ends every event stream; this ends the accept loop.
         if let Some(stop) = self.stop.take() {
+            clear_current_url(&self.url);
             let _ = stop.send(());
         }
     }
@@ -165,6 +228,270 @@ impl CustomerDisplay for WebDisplay {
 
     fn name(&self) -> &'static str {
         "web"
+    }
+}
+
+/// The address of the running kiosk page, with its token if it has one (what `wxcardctl
+/// status` prints). Zeroed when replaced.
+static CURRENT_URL: std::sync::Mutex<Option<Zeroizing<String>>> = std::sync::Mutex::new(None);
+
+fn set_current_url(url: Option<String>) {
+    let mut current = CURRENT_URL.lock().unwrap_or_else(|e| e.into_inner());
+    *current = url.map(Zeroizing::new);
+}
+
+/// Forgets the current address if it is `url` (a newer page may have replaced it).
+fn clear_current_url(url: &str) {
+    let mut current = CURRENT_URL.lock().unwrap_or_else(|e| e.into_inner());
+    if current.as_ref().is_some_and(|c| c.as_str() == url) {
+        *current = None;
+    }
+}
+
+/// The address of the kiosk page being served now (with `/k/<token>/` when it has a token),
+/// or `None` when no kiosk page runs in this process.
+pub fn current_url() -> Option<String> {
+    let current = CURRENT_URL.lock().unwrap_or_else(|e| e.into_inner());
+    current.as_ref().map(|u| u.to_string())
+}
+
+/// Reads the per-install kiosk token from `path`, or creates it (0600, 24 random bytes as
+/// hex) if the file does not exist. A file others can read is made 0600 again.
+pub fn load_or_create_token(path: &std::path::Path) -> std::io::Result<Zeroizing<String>> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            let token = Zeroizing::new(text.trim().to_owned());
+            drop(Zeroizing::new(text));
+            if token.len() < 32 || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "not a token (32 or more hex digits); delete it to have a new one made",
+                ));
+            }
+            let mode = std::fs::metadata(path)?.permissions().mode();
+            if mode & 0o077 != 0 {
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+            }
+            Ok(token)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut bytes = Zeroizing::new([0u8; 24]);
+            let mut filled = 0;
+            while filled < bytes.len() {
+                // SAFETY: getrandom writes at most the given length into the buffer.
+                let n = unsafe {
+                    libc::getrandom(bytes[filled..].as_mut_ptr().cast(), bytes.len() - filled, 0)
+                };
+                if n < 0 {
+                    let e = std::io::Error::last_os_error();
+                    if e.kind() != std::io::ErrorKind::Interrupted {
+                        return Err(e);
+                    }
+                    continue;
+                }
+                filled += n as usize;
+            }
+            let mut token = Zeroizing::new(String::with_capacity(48));
+            for b in bytes.iter() {
+                token.push(char::from_digit(u32::from(b >> 4), 16).unwrap_or('0'));
+                token.push(char::from_digit(u32::from(b & 0xf), 16).unwrap_or('0'));
+            }
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)?;
+            file.write_all(token.as_bytes())?;
+            file.write_all(b"\n")?;
+            file.sync_all()?;
+            log::info!("kiosk page: made a new token in {}", path.display());
+            Ok(token)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// What a request to the kiosk page must show to be served.
+struct Guard {
+    port: u16,
+    listen_ip: IpAddr,
+    allow_remote: bool,
+    token: Option<Arc<Zeroizing<String>>>,
+}
+
+impl Guard {
+    /// Whether `authority` (a Host header, or an Origin without its scheme) names this page:
+    /// a loopback name or address, the listen address, or with `allow_remote` any IP address.
+    /// A DNS name other than `localhost` never does: a page on a rebound name is another site.
+    fn names_us(&self, authority: &str) -> bool {
+        let listen = std::net::SocketAddr::new(self.listen_ip, self.port);
+        crate::web_guard::names_listener(authority, listen, self.allow_remote)
+    }
+
+    /// Whether `path` carries the token (compared in constant time), when there is one.
+    fn token_ok(&self, path: &str) -> bool {
+        let Some(token) = &self.token else {
+            return true;
+        };
+        let given = path
+            .strip_prefix("/k/")
+            .and_then(|rest| rest.split('/').next())
+            .unwrap_or("");
+        given.len() == token.len()
+            && given
+                .bytes()
+                .zip(token.bytes())
+                .fold(0u8, |diff, (a, b)| diff | (a ^ b))
+                == 0
+    }
+}
+
+/// Refuses requests that a browser sent for another site (DNS rebinding: `Host` is the
+/// attacker's name, 421), from another site's page (`Origin`, 403) or without the token
+/// (403).
+async fn check_request(
+    State(guard): State<Arc<Guard>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let headers = request.headers();
+    if let Some(host) = headers.get(header::HOST)
+        && !host.to_str().is_ok_and(|h| guard.names_us(h))
+    {
+        return (
+            StatusCode::MISDIRECTED_REQUEST,
+            "421 not this page's address\n",
+        )
+            .into_response();
+    }
+    if let Some(origin) = headers.get(header::ORIGIN)
+        && !origin
+            .to_str()
+            .ok()
+            .and_then(|o| o.strip_prefix("http://"))
+            .is_some_and(|h| guard.names_us(h))
+    {
+        return (StatusCode::FORBIDDEN, "403 cross-origin request\n").into_response();
+    }
+    if !guard.token_ok(request.uri().path()) {
+        return (StatusCode::FORBIDDEN, "403 token required\n").into_response();
+    }
+    next.run(request).await
+}
+
+/// The kiosk's listener: at most `max` connections at once; past that a connection is
+/// answered `503 Service Unavailable` and closed, so no local user can run the daemon out of
+/// file descriptors (and so stop it answering on its control socket) through this port. A
+/// failing `accept` backs off from 10 ms to 1 s and is logged once per burst.
+struct CappedListener {
+    inner: tokio::net::TcpListener,
+    clients: Arc<AtomicUsize>,
+    max: usize,
+    backoff: Duration,
+    failures: u64,
+}
+
+/// What an over-cap connection gets before it is closed.
+const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n\
+    Retry-After: 1\r\nContent-Length: 5\r\nConnection: close\r\n\r\nbusy\n";
+
+impl axum::serve::Listener for CappedListener {
+    type Io = Counted;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let (stream, addr) = match self.inner.accept().await {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    if self.failures == 0 {
+                        log::warn!(
+                            "kiosk page: accept failed: {e}; backing off (logged once per burst)"
+                        );
+                    }
+                    self.failures += 1;
+                    self.backoff =
+                        (self.backoff * 2).clamp(Duration::from_millis(10), Duration::from_secs(1));
+                    tokio::time::sleep(self.backoff).await;
+                    continue;
+                }
+            };
+            if self.failures > 0 {
+                log::warn!(
+                    "kiosk page: accept works again after {} failed attempts",
+                    self.failures
+                );
+                self.failures = 0;
+            }
+            self.backoff = Duration::ZERO;
+            let taken = self.clients.fetch_add(1, Ordering::SeqCst);
+            let guard = ClientSlot(Arc::clone(&self.clients));
+            if taken >= self.max {
+                drop(guard);
+                // A fresh socket's send buffer is empty: this never blocks. Then it is closed.
+                let _ = stream.try_write(BUSY);
+                continue;
+            }
+            return (
+                Counted {
+                    stream,
+                    _slot: guard,
+                },
+                addr,
+            );
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.inner.local_addr()
+    }
+}
+
+/// A kiosk client's place among `max_clients`; freed when its connection is dropped.
+struct ClientSlot(Arc<AtomicUsize>);
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// A kiosk connection holding its slot.
+struct Counted {
+    stream: tokio::net::TcpStream,
+    _slot: ClientSlot,
+}
+
+impl tokio::io::AsyncRead for Counted {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Counted {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
     }
 }
 
