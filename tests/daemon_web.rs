@@ -398,7 +398,23 @@ fn handshake(
     protocols: Option<&str>,
     then: Option<&str>,
 ) -> (Answer, BufReader<TcpStream>) {
-    let mut stream = TcpStream::connect(addr).unwrap();
+    handshake_on(
+        TcpStream::connect(addr).unwrap(),
+        host,
+        origin,
+        protocols,
+        then,
+    )
+}
+
+/// [`handshake`] on a connected stream.
+fn handshake_on(
+    mut stream: TcpStream,
+    host: &str,
+    origin: Option<&str>,
+    protocols: Option<&str>,
+    then: Option<&str>,
+) -> (Answer, BufReader<TcpStream>) {
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
@@ -612,4 +628,151 @@ fn refused_handshakes_say_why_and_never_reach_a_command() {
         .filter(|l| l.contains("is not in allowed_origins"))
         .count();
     assert_eq!(lines, 1, "{text}");
+}
+
+/// A TCP connection whose receive buffer is as small as the kernel allows, so that a client
+/// that does not read is noticed after a few events rather than megabytes of them.
+fn connect_with_small_receive_buffer(addr: SocketAddr) -> TcpStream {
+    use std::os::fd::FromRawFd;
+    let SocketAddr::V4(v4) = addr else {
+        panic!("an IPv4 address")
+    };
+    // SAFETY: plain socket calls on a descriptor this function owns until it hands it over.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+        let size: libc::c_int = 4096;
+        let set = libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            (&size as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+        assert_eq!(set, 0, "SO_RCVBUF: {}", std::io::Error::last_os_error());
+        let sin = libc::sockaddr_in {
+            sin_family: libc::AF_INET as libc::sa_family_t,
+            sin_port: v4.port().to_be(),
+            sin_addr: libc::in_addr {
+                s_addr: u32::from_ne_bytes(v4.ip().octets()),
+            },
+            sin_zero: [0; 8],
+        };
+        let connected = libc::connect(
+            fd,
+            (&sin as *const libc::sockaddr_in).cast(),
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        );
+        assert_eq!(connected, 0, "connect: {}", std::io::Error::last_os_error());
+        TcpStream::from_raw_fd(fd)
+    }
+}
+
+#[test]
+fn a_subscriber_that_does_not_read_is_dropped_with_overrun_and_the_daemon_carries_on() {
+    let sim = SimProcess::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let web = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let (cfg, socket) = config(dir.path(), &sim, web, &[], 2, None);
+    let daemon = DaemonProcess::start(&cfg, &socket, &[]);
+    let protocols = format!("wxcard.v1, wxcard.token.{}", token(dir.path()));
+
+    // A client with no Origin (not a page) that subscribes and then reads nothing.
+    let (answer, mut lazy) = handshake_on(
+        connect_with_small_receive_buffer(web),
+        &web.to_string(),
+        None,
+        Some(&protocols),
+        Some(r#"{"id":1,"cmd":"subscribe"}"#),
+    );
+    assert_eq!(answer.status, 101);
+    let mut frames = Vec::new();
+    while frames.len() < 2 {
+        let (opcode, payload) = read_frame(&mut lazy).unwrap();
+        if opcode == 1 {
+            frames.push(serde_json::from_slice::<Value>(&payload).unwrap());
+        }
+    }
+    assert_eq!(frames[1]["result"]["subscribed"], true, "{frames:?}");
+
+    // Many events (product codes: a scan event each, no lookup), requests sent all at once
+    // over the Unix socket; every one is answered while the WebSocket client sleeps.
+    const SCANS: usize = 3000;
+    let mut ctl = daemon.client();
+    let mut lines = Vec::new();
+    for i in 0..SCANS {
+        lines.extend_from_slice(
+            format!("{{\"id\":{i},\"cmd\":\"scan\",\"code\":\"P-{i:06}\"}}\n").as_bytes(),
+        );
+    }
+    ctl.send_raw(&lines).unwrap();
+    for i in 0..SCANS {
+        let answer = loop {
+            let line = ctl.read_line().unwrap();
+            if line["class"] != "EVENT" {
+                break line;
+            }
+        };
+        assert_eq!(
+            (answer["class"].as_str(), &answer["id"]),
+            (Some("RESULT"), &Value::from(i))
+        );
+    }
+
+    // The sleeper finds some events, then `overrun`, then the close; not all 3000.
+    let mut events = 0;
+    let mut last = Value::Null;
+    let mut close = None;
+    while let Some((opcode, payload)) = read_frame(&mut lazy) {
+        match opcode {
+            1 => {
+                last = serde_json::from_slice(&payload).unwrap();
+                if last["class"] == "EVENT" {
+                    events += 1;
+                }
+            }
+            8 => {
+                close = payload.get(..2).map(|c| u16::from_be_bytes([c[0], c[1]]));
+                break;
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(last["class"], "ERROR", "{last}");
+    assert_eq!(last["error"]["code"], "overrun", "{last}");
+    assert_eq!(close, Some(1008));
+    assert!(
+        events < SCANS,
+        "{events} events arrived: the client was never dropped"
+    );
+
+    // Its place is free again, and the daemon still answers over the WebSocket.
+    let (answer, mut reader) = handshake(
+        web,
+        &web.to_string(),
+        None,
+        Some(&protocols),
+        Some(r#"{"id":"s","cmd":"status"}"#),
+    );
+    assert_eq!(answer.status, 101);
+    let mut frames = Vec::new();
+    while frames.len() < 2 {
+        let (opcode, payload) = read_frame(&mut reader).unwrap();
+        if opcode == 1 {
+            frames.push(serde_json::from_slice::<Value>(&payload).unwrap());
+        }
+    }
+    assert_eq!(frames[1]["class"], "RESULT", "{frames:?}");
+    assert_eq!(frames[1]["id"], "s");
+}
+
+/// docs/protocol.md shows the example page exactly as shipped (and as tested above).
+#[test]
+fn the_protocol_doc_shows_the_shipped_example_page() {
+    let doc = std::fs::read_to_string(repo("docs/protocol.md")).unwrap();
+    let page = std::fs::read_to_string(repo("clients/js/example.html")).unwrap();
+    assert!(
+        doc.contains(&format!("```html\n{page}```\n")),
+        "docs/protocol.md's example page differs from clients/js/example.html"
+    );
 }

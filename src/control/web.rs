@@ -60,8 +60,9 @@ pub const SUBPROTOCOL: &str = "wxcard.v1";
 pub const TOKEN_PREFIX: &str = "wxcard.token.";
 /// A handshake's headers must arrive within this.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// A client that does not take an answer within this is disconnected.
-const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
+/// A client that does not take an answer or an event within this is disconnected (as on the
+/// Unix socket).
+const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Connections being refused (busy answers) at once; more are closed without an answer.
 const MAX_REFUSING: usize = 64;
 /// Refusals of one kind within this window after the first are counted, not logged.
@@ -95,7 +96,7 @@ impl Default for WebConfig {
             allow_remote: false,
             allowed_origins: Vec::new(),
             max_connections: 8,
-            token_file: PathBuf::from("/var/lib/wxcardd/web-token"),
+            token_file: PathBuf::from("/var/lib/wxcardd-web/token"),
         }
     }
 }
@@ -551,14 +552,26 @@ async fn session<H: Handler>(socket: WebSocket, shared: Arc<Shared<H>>, _slot: A
                 _ = writer_overrun.changed() => {
                     let reason = (*writer_overrun.borrow()).unwrap_or("overrun");
                     let line = error_line(Value::Null, ErrorCode::Overrun, reason);
-                    let _ = sink.send(text_frame(&line)).await;
-                    let _ = sink.send(close_frame(close_code::POLICY, "overrun")).await;
+                    let _ = tokio::time::timeout(WRITE_TIMEOUT, async {
+                        sink.send(text_frame(&line)).await?;
+                        sink.send(close_frame(close_code::POLICY, "overrun")).await
+                    })
+                    .await;
                     return;
                 }
                 message = out_rx.recv() => match message {
-                    Some(message) => if sink.send(message).await.is_err() { return },
+                    Some(message) => {
+                        match tokio::time::timeout(WRITE_TIMEOUT, sink.send(message)).await {
+                            Ok(Ok(())) => {}
+                            Ok(Err(_)) => return,
+                            Err(_) => {
+                                log::warn!("control.web: a client took nothing for {} s: disconnected", WRITE_TIMEOUT.as_secs());
+                                return;
+                            }
+                        }
+                    }
                     None => {
-                        let _ = sink.close().await;
+                        let _ = tokio::time::timeout(WRITE_TIMEOUT, sink.close()).await;
                         return;
                     }
                 },
@@ -570,10 +583,16 @@ async fn session<H: Handler>(socket: WebSocket, shared: Arc<Shared<H>>, _slot: A
     let mut overrun_tx = Some(overrun_tx);
     let mut shutdown = shared.shutdown.clone();
     let mut forwarder: Option<tokio::task::JoinHandle<()>> = None;
+    let mut writer = writer;
+    let mut writer_done = false;
     loop {
         let message = tokio::select! {
             message = stream.next() => message,
             _ = overrun_seen.changed() => break,
+            _ = &mut writer => {
+                writer_done = true;
+                break;
+            }
             _ = stopped(&mut shutdown) => {
                 let _ = out.try_send(close_frame(close_code::AWAY, "wxcardd is stopping"));
                 break;
@@ -603,7 +622,7 @@ async fn session<H: Handler>(socket: WebSocket, shared: Arc<Shared<H>>, _slot: A
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
             Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
         };
-        match tokio::time::timeout(ANSWER_TIMEOUT, out.send(text_frame(&answer))).await {
+        match tokio::time::timeout(WRITE_TIMEOUT, out.send(text_frame(&answer))).await {
             Ok(Ok(())) => {}
             Ok(Err(_)) => break,
             Err(_) => {
@@ -618,14 +637,10 @@ async fn session<H: Handler>(socket: WebSocket, shared: Arc<Shared<H>>, _slot: A
         forwarder.abort();
     }
     drop(out);
-    // The writer ends once its queue is written (or at once after an overrun); one stuck on
-    // a peer that does not read is cut off.
-    let mut writer = writer;
-    if tokio::time::timeout(Duration::from_secs(2), &mut writer)
-        .await
-        .is_err()
-    {
-        writer.abort();
+    // The writer ends once its queue is written, at once after an overrun, or when the peer
+    // takes nothing for WRITE_TIMEOUT.
+    if !writer_done {
+        let _ = writer.await;
     }
 }
 
