@@ -567,9 +567,16 @@ fn refused_handshakes_say_why_and_never_reach_a_command() {
     }
 
     // The cap (2): two clients in, the third refused with 503, and in again once one leaves.
+    // (The refused clients above give their places back as the daemon sees them go: wait.)
     let mut held = Vec::new();
     for _ in 0..2 {
-        let (mut a, mut reader) = handshake(web, &host, Some(&origin), Some(&good_protocols), None);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let (mut a, mut reader) = loop {
+            let (a, reader) = handshake(web, &host, Some(&origin), Some(&good_protocols), None);
+            if a.status != 503 || Instant::now() > deadline {
+                break (a, reader);
+            }
+        };
         assert_eq!(a.status, 101);
         let (_, version) = read_frame(&mut reader).unwrap();
         a.frames.push(serde_json::from_slice(&version).unwrap());
@@ -774,5 +781,47 @@ fn the_protocol_doc_shows_the_shipped_example_page() {
     assert!(
         doc.contains(&format!("```html\n{page}```\n")),
         "docs/protocol.md's example page differs from clients/js/example.html"
+    );
+}
+
+/// `wxcardctl status` says where the WebSocket is and which file holds its token, and prints
+/// the token only for root (it reads the file; the socket never carries the token).
+#[test]
+fn wxcardctl_status_names_the_websocket_and_shows_root_the_token() {
+    let sim = SimProcess::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let web = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let (cfg, socket) = config(dir.path(), &sim, web, &[], 2, None);
+    let daemon = DaemonProcess::start(&cfg, &socket, &[]);
+    let token = token(dir.path());
+
+    let raw = daemon.client().request(&Cmd::Status).unwrap();
+    assert_eq!(raw["result"]["control_web"]["url"], format!("ws://{web}/"));
+    assert!(
+        !raw.to_string().contains(&token),
+        "the token went over the socket: {raw}"
+    );
+
+    let out = Command::new(env!("CARGO_BIN_EXE_wxcardctl"))
+        .arg("--socket")
+        .arg(&socket)
+        .arg("status")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains(&format!(
+            "browser WebSocket: ws://{web}/ (token in {})",
+            dir.path().join("state/web-token").display()
+        )),
+        "{text}"
+    );
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    assert_eq!(
+        text.contains(&format!("browser WebSocket token: {token}")),
+        root,
+        "{text}"
     );
 }

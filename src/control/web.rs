@@ -64,10 +64,10 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Unix socket).
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Connections being refused (busy answers) at once; more are closed without an answer.
-const MAX_REFUSING: usize = 64;
+const MAX_REFUSING: usize = 16;
 /// Refusals of one kind within this window after the first are counted, not logged.
-const LOG_BURST: Duration = Duration::from_secs(60);
-const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(50);
+const LOG_BURST: Duration = Duration::from_secs(10);
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
 const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 
 /// `[control.web]` in the config file.
@@ -680,6 +680,22 @@ fn subscribe<H>(
     Ok(serde_json::json!({"subscribed": true}))
 }
 
+/// Where the endpoint listens and where its token is, while it runs (for `status`).
+static ENDPOINT: Mutex<Option<(SocketAddr, PathBuf)>> = Mutex::new(None);
+
+/// `{"url": "ws://...", "token_file": "..."}` while the endpoint runs, else null: the `status`
+/// answer's `control_web`. Never the token itself: `wxcardctl status` run by root reads the
+/// file.
+pub fn current() -> Value {
+    match &*ENDPOINT.lock().unwrap_or_else(|e| e.into_inner()) {
+        Some((listen, token_file)) => serde_json::json!({
+            "url": format!("ws://{listen}/"),
+            "token_file": token_file,
+        }),
+        None => Value::Null,
+    }
+}
+
 /// Everything the daemon needs to start the endpoint, from the config: the token (made on
 /// first start, group `gid`), the bound listener and the settings.
 pub async fn prepare(
@@ -698,6 +714,7 @@ pub async fn prepare(
         "control.web: WebSocket on ws://{listen}/ for origins {:?}",
         config.allowed_origins
     );
+    *ENDPOINT.lock().unwrap_or_else(|e| e.into_inner()) = Some((listen, config.token_file.clone()));
     Ok((
         listener,
         WebSettings {

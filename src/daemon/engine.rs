@@ -192,6 +192,7 @@ impl Engine {
             "scanners": scanners,
             "displays": self.screen.backends(),
             "kiosk_url": wxcard_hal::display::web::current_url(),
+            "control_web": crate::control::web::current(),
         })
     }
 }
