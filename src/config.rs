@@ -2,7 +2,10 @@
 //! (and, later, on SIGHUP).
 //!
 //! Unknown keys are errors, so a typo is caught by `wxcardd check` instead of silently
-//! ignored; errors name the key and the line.
+//! ignored; errors name the key and the line. There is one validation, [`Config::load`],
+//! used by `wxcardd check` and by the daemon's start alike, so `check` accepts exactly what
+//! start accepts: it also builds the API client (reading the token and CA files) and every
+//! scanner's settings, which start would otherwise refuse later.
 
 use std::path::{Path, PathBuf};
 
@@ -149,12 +152,16 @@ pub enum ConfigError {
         message: String,
     },
     /// A value is out of range or inconsistent with another.
-    #[error("config {path}: `{key}` {reason}")]
+    #[error("config {path}{}: `{key}` {reason}", line.map(|l| format!(" line {l}")).unwrap_or_default())]
     Invalid {
         /// The file.
         path: PathBuf,
-        /// The dotted key, e.g. `api.deadline_ms`.
-        key: &'static str,
+        /// The line of the key (or of its section when the key is not written and its
+        /// default is what is wrong); none when neither is in the file.
+        line: Option<usize>,
+        /// The dotted key, e.g. `api.deadline_ms`; `scanner[1].device` for the second
+        /// `[[scanner]]`.
+        key: String,
         /// What is wrong.
         reason: String,
     },
@@ -170,13 +177,26 @@ impl Config {
         Config::parse(&text, path)
     }
 
-    /// Parses and validates config text; `path` is only used in messages.
+    /// Parses and validates config text; `path` is only used in messages (and to find files
+    /// the config names relative to nothing: they are used as written).
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+        let mut config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_owned(),
             message: e.to_string().trim_end().to_owned(),
         })?;
-        config.validate(path)?;
+        // As the daemon does: the token comes from systemd's credential when the file names
+        // none (under systemd `check` sees the same credential as the start).
+        if config.api.headers_file.is_none() {
+            config.api.headers_file = credential_headers();
+        }
+        if let Some((key, reason)) = config.problem() {
+            return Err(ConfigError::Invalid {
+                path: path.to_owned(),
+                line: line_of(text, &key),
+                key,
+                reason,
+            });
+        }
         Ok(config)
     }
 
@@ -203,98 +223,192 @@ impl Config {
         warnings
     }
 
-    fn validate(&self, path: &Path) -> Result<(), ConfigError> {
-        let invalid = |key, reason: &str| ConfigError::Invalid {
-            path: path.to_owned(),
-            key,
-            reason: reason.to_owned(),
-        };
+    /// The first thing start would refuse: the dotted key and what is wrong with it.
+    fn problem(&self) -> Option<(String, String)> {
+        fn bad(key: &str, reason: impl Into<String>) -> Option<(String, String)> {
+            Some((key.to_owned(), reason.into()))
+        }
         let api = &self.api;
         let url = api.base_url.trim();
         if !(url.starts_with("http://") || url.starts_with("https://")) {
-            return Err(invalid(
-                "api.base_url",
-                "must start with http:// or https://",
-            ));
+            return bad("api.base_url", "must start with http:// or https://");
         }
         if api.connect_timeout_ms == 0 {
-            return Err(invalid("api.connect_timeout_ms", "must be more than 0"));
+            return bad("api.connect_timeout_ms", "must be more than 0");
         }
         if api.deadline_ms < api.connect_timeout_ms {
-            return Err(invalid(
-                "api.deadline_ms",
-                "must be at least api.connect_timeout_ms",
-            ));
+            return bad("api.deadline_ms", "must be at least api.connect_timeout_ms");
         }
         if api.max_body_bytes < 1024 {
-            return Err(invalid("api.max_body_bytes", "must be at least 1024"));
+            return bad("api.max_body_bytes", "must be at least 1024");
+        }
+        // What start does with [api]: build the client (token file, CA file).
+        if let Err(e) = crate::api::Client::new(api) {
+            let key = match &e {
+                crate::api::ClientBuildError::BadBaseUrl(_) => "api.base_url",
+                crate::api::ClientBuildError::File { what, .. } => what,
+                crate::api::ClientBuildError::NoCertificate { .. } => "api.ca_file",
+                crate::api::ClientBuildError::BadHeaderLine { .. } => "api.headers_file",
+            };
+            let hint = if api.headers_file.is_some() && api.headers_file == credential_headers() {
+                " (systemd passes /etc/wxcardd/api-headers as this credential: fix that file)"
+            } else {
+                ""
+            };
+            return bad(key, format!("is unusable: {e}{hint}"));
         }
         let service = &self.service;
-        if service.lookup_deadline_ms == 0 || service.write_deadline_ms == 0 {
-            return Err(invalid(
-                "service.lookup_deadline_ms",
-                "deadlines must be more than 0",
-            ));
+        if service.lookup_deadline_ms == 0 {
+            return bad("service.lookup_deadline_ms", "must be more than 0");
+        }
+        if service.write_deadline_ms == 0 {
+            return bad("service.write_deadline_ms", "must be more than 0");
         }
         if service.max_offline_age_s < service.fresh_for_s {
-            return Err(invalid(
+            return bad(
                 "service.max_offline_age_s",
                 "must be at least service.fresh_for_s",
-            ));
+            );
+        }
+        if service.breaker_failures == 0 {
+            return bad("service.breaker_failures", "must be at least 1");
         }
         if service.probe_interval_ms < 100 {
-            return Err(invalid("service.probe_interval_ms", "must be at least 100"));
+            return bad("service.probe_interval_ms", "must be at least 100");
+        }
+        if service.replay_backoff_base_ms == 0 {
+            return bad("service.replay_backoff_base_ms", "must be more than 0");
         }
         if service.replay_backoff_max_ms < service.replay_backoff_base_ms {
-            return Err(invalid(
+            return bad(
                 "service.replay_backoff_max_ms",
                 "must be at least service.replay_backoff_base_ms",
-            ));
+            );
         }
-        if self.store.max_cards == 0 || self.store.max_outbox == 0 {
-            return Err(invalid(
-                "store.max_outbox",
-                "store bounds must be more than 0",
-            ));
+        if self.store.max_cards == 0 {
+            return bad("store.max_cards", "must be more than 0");
+        }
+        if self.store.max_outbox == 0 {
+            return bad("store.max_outbox", "must be more than 0");
         }
         if self.store.cache_capacity_bytes < 1024 * 1024 {
-            return Err(invalid(
-                "store.cache_capacity_bytes",
-                "must be at least 1 MiB",
-            ));
+            return bad("store.cache_capacity_bytes", "must be at least 1 MiB");
+        }
+        if self.store.dir.as_os_str().is_empty() {
+            return bad("store.dir", "must not be empty");
+        }
+        if self.control.socket.as_os_str().is_empty() {
+            return bad("control.socket", "must not be empty");
+        }
+        if self.control.max_subscribers == 0 {
+            return bad("control.max_subscribers", "must be more than 0");
+        }
+        if self.control.subscriber_queue == 0 {
+            return bad("control.subscriber_queue", "must be more than 0");
+        }
+        if self.control.max_connections == 0 {
+            return bad("control.max_connections", "must be more than 0");
         }
         let mut names = std::collections::HashSet::new();
-        for scanner in &self.scanners {
-            if !names.insert(scanner.name.as_str()) {
-                return Err(invalid(
-                    "scanner.name",
-                    &format!("{:?} is used twice", scanner.name),
-                ));
-            }
+        for (i, scanner) in self.scanners.iter().enumerate() {
             if let Err(e) = wxcard_hal::scanner::scanner_name(&scanner.name) {
-                return Err(invalid("scanner.name", &e.to_string()));
+                return bad(&format!("scanner[{i}].name"), e.to_string());
+            }
+            if !names.insert(scanner.name.as_str()) {
+                return bad(
+                    &format!("scanner[{i}].name"),
+                    format!("{:?} is used twice", scanner.name),
+                );
+            }
+            // What start does with a scanner: build it (nothing is opened yet).
+            if let Err(e) = check_scanner(scanner) {
+                return bad(&format!("scanner[{i}].device"), e);
             }
         }
         if let Err(e) = wxcard_hal::scanner::Classifier::new(&self.classify) {
-            return Err(invalid("classify.rules", &e.to_string()));
+            return bad("classify.rules", e.to_string());
         }
-        if self.paycode.ttl_s == 0 || self.paycode.refresh_before_s >= self.paycode.ttl_s {
-            return Err(invalid(
+        let png = &self.display.png;
+        if self
+            .display
+            .backends
+            .contains(&wxcard_hal::display::BackendKind::Png)
+            && (png.width == 0 || png.height == 0 || png.width > 8192 || png.height > 8192)
+        {
+            return bad("display.png.width", "and height must be 1 to 8192");
+        }
+        if self.paycode.ttl_s == 0 {
+            return bad("paycode.ttl_s", "must be more than 0");
+        }
+        if self.paycode.refresh_before_s >= self.paycode.ttl_s {
+            return bad(
                 "paycode.refresh_before_s",
-                "must be less than paycode.ttl_s (and ttl_s more than 0)",
-            ));
-        }
-        if self.control.subscriber_queue == 0 {
-            return Err(invalid("control.subscriber_queue", "must be more than 0"));
-        }
-        if self.control.max_connections == 0 {
-            return Err(invalid("control.max_connections", "must be more than 0"));
+                "must be less than paycode.ttl_s",
+            );
         }
         if let Err((key, why)) = self.control.web.validate() {
-            return Err(invalid(key, &why));
+            return bad(key, why);
         }
-        Ok(())
+        None
     }
+}
+
+/// Where systemd's `LoadCredential=api-headers:...` puts the token file.
+pub fn credential_headers() -> Option<PathBuf> {
+    let dir = std::env::var_os("CREDENTIALS_DIRECTORY")?;
+    let path = Path::new(&dir).join("api-headers");
+    path.exists().then_some(path)
+}
+
+/// Builds a scanner as the daemon does, without opening anything (standard input is not
+/// touched: an empty reader stands in for it).
+fn check_scanner(scanner: &ScannerConfig) -> Result<(), String> {
+    use wxcard_hal::scanner::DeviceConfig;
+    let built = match &scanner.device {
+        DeviceConfig::Stdin => wxcard_hal::scanner::stdin::LineScanner::new(
+            &scanner.name,
+            tokio::io::empty(),
+            &scanner.frame,
+            std::time::Duration::from_millis(scanner.duplicate_window_ms),
+        )
+        .map(drop),
+        _ => wxcard_hal::scanner::AnyScanner::from_config(scanner).map(drop),
+    };
+    built.map_err(|e| e.to_string())
+}
+
+/// The 1-based line of a dotted key (`scanner[1].device` for the second `[[scanner]]`) in
+/// `text`: the key's own line, or the nearest enclosing table's written in the file.
+fn line_of(text: &str, key: &str) -> Option<usize> {
+    use toml::de::{DeTable, DeValue};
+    let doc = DeTable::parse(text).ok()?;
+    let mut offset = None;
+    let mut table: &DeTable = doc.get_ref();
+    for part in key.split('.') {
+        let (name, index) = match part.split_once('[') {
+            Some((name, rest)) => (name, rest.trim_end_matches(']').parse::<usize>().ok()),
+            None => (part, None),
+        };
+        let Some((k, v)) = table.iter().find(|(k, _)| k.get_ref().as_ref() == name) else {
+            break;
+        };
+        offset = Some(k.span().start);
+        let value = match (v.get_ref(), index) {
+            (DeValue::Array(items), Some(i)) => match items.get(i) {
+                Some(item) => {
+                    offset = Some(item.span().start);
+                    item.get_ref()
+                }
+                None => break,
+            },
+            (value, _) => value,
+        };
+        match value {
+            DeValue::Table(t) => table = t,
+            _ => break,
+        }
+    }
+    offset.map(|o| text[..o.min(text.len())].matches('\n').count() + 1)
 }
 
 #[cfg(test)]
@@ -316,6 +430,50 @@ mod tests {
         let text = err.to_string();
         assert!(text.contains("deadline_msec"), "{text}");
         assert!(text.contains("line 3"), "{text}");
+    }
+
+    #[test]
+    fn errors_name_the_right_key_and_its_line() {
+        let cases = [
+            (
+                "[service]\nwrite_deadline_ms = 0\n",
+                "service.write_deadline_ms",
+                2,
+            ),
+            (
+                "[service]\nlookup_deadline_ms = 0\n",
+                "service.lookup_deadline_ms",
+                2,
+            ),
+            (
+                "[store]\ndir = \"/x\"\nmax_cards = 0\n",
+                "store.max_cards",
+                3,
+            ),
+            ("[store]\nmax_outbox = 0\n", "store.max_outbox", 2),
+            ("[paycode]\nttl_s = 0\n", "paycode.ttl_s", 2),
+            (
+                "[api]\nheaders_file = \"/nonexistent/api-headers\"\n",
+                "api.headers_file",
+                2,
+            ),
+            (
+                "[[scanner]]\nname = \"a\"\ndevice = { kind = \"stdin\" }\n\n[[scanner]]\nname = \"b\"\n\
+                 device = { kind = \"evdev\", path = \"\" }\n",
+                "scanner[1].device",
+                7,
+            ),
+        ];
+        for (text, key, line) in cases {
+            match parse(text) {
+                Err(ConfigError::Invalid {
+                    key: k, line: l, ..
+                }) => {
+                    assert_eq!((k.as_str(), l), (key, Some(line)), "{text}");
+                }
+                other => panic!("{text}: {other:?}"),
+            }
+        }
     }
 
     #[test]

@@ -6,6 +6,8 @@
 
 use std::time::Instant;
 
+use wxcard_hal::text::untrusted;
+
 use crate::api::{ApiError, Client, MemberCard, ServerFault, Status, TransportKind};
 use crate::config::Config;
 
@@ -26,7 +28,8 @@ pub enum Outcome {
 
 impl Outcome {
     /// 0 card found; 1 backend reachable but the card is not usable (lost, unknown, ...);
-    /// 69 (EX_UNAVAILABLE) backend unreachable; 76 (EX_PROTOCOL) not a wxcard answer;
+    /// 69 (EX_UNAVAILABLE) backend unreachable; 76 (EX_PROTOCOL) not a wxcard answer (a
+    /// redirect included: it is never followed);
     /// 78 (EX_CONFIG) the config cannot be used.
     pub fn exit_code(&self) -> i32 {
         match self {
@@ -75,7 +78,7 @@ pub fn run(config: &Config, wx_code: &str, card_id: Option<&str>) -> Report {
         Outcome::Card(card) => format!(
             "OK: the backend at {url} answered in {ms} ms.\n\
              card {}: balance {}, discount {}, member price {}",
-            mask_card_number(&card.card_code),
+            untrusted(&mask_card_number(&card.card_code)),
             card.balance,
             card.discount,
             if card.can_member_price { "yes" } else { "no" },
@@ -94,7 +97,7 @@ pub fn run(config: &Config, wx_code: &str, card_id: Option<&str>) -> Report {
             let message = if message.is_empty() {
                 String::new()
             } else {
-                format!("\nbackend message: {message}")
+                format!("\nbackend message: {}", untrusted(message))
             };
             format!(
                 "The backend at {url} is reachable (answered in {ms} ms), and says {what}{}.{message}",
@@ -116,6 +119,20 @@ pub fn run(config: &Config, wx_code: &str, card_id: Option<&str>) -> Report {
             };
             format!("FAILED: the backend at {url} is unreachable after {ms} ms: {e}\n{hint}.")
         }
+        Outcome::BadAnswer(ApiError::Server {
+            fault: ServerFault::Redirect { code, location },
+            ..
+        }) => format!(
+            "FAILED: the backend at {url} answered in {ms} ms with a redirect (HTTP {code}) to {}.\n\
+             wxcardd never follows redirects, so the token was not sent there and nothing was \
+             delivered. Set api.base_url to the address the API really answers at (check http \
+             versus https, the host and the path), then run the probe again.",
+            if location.is_empty() {
+                "nowhere (no Location header)"
+            } else {
+                location
+            }
+        ),
         Outcome::BadAnswer(e) => {
             let hint = match e {
                 ApiError::Server {

@@ -7,8 +7,8 @@ use std::time::Duration;
 use tokio::sync::{broadcast, watch};
 use wxcardd::api::{ApiConfig, Client, MemberInfo, Status};
 use wxcardd::service::{
-    CardService, LookupAnswer, ManualClock, ServiceConfig, ServiceError, ServiceEvent, Source,
-    WriteOutcome,
+    CardService, DeadKind, LookupAnswer, ManualClock, ServiceConfig, ServiceError, ServiceEvent,
+    Source, WriteOutcome,
 };
 use wxcardd::sim::{CardState, FaultMode, SimConfig, SimHandle, Simulator};
 use wxcardd::store::{Store, StoreConfig};
@@ -223,7 +223,7 @@ async fn writes_queue_offline_and_are_delivered_once_when_back() {
     let mut rig = rig(100).await;
     rig.sim.set_fault(FaultMode::Refuse).await.unwrap();
     let outcome = rig.service.activate(member(INACTIVE)).await.unwrap();
-    let WriteOutcome::Queued { entry } = outcome else {
+    let WriteOutcome::Queued { entry, .. } = outcome else {
         panic!("{outcome:?}")
     };
     // Queued behind it, in order, even once the breaker has opened.
@@ -262,7 +262,8 @@ async fn writes_queue_offline_and_are_delivered_once_when_back() {
 async fn a_refused_queued_write_becomes_a_dead_letter() {
     let mut rig = rig(100).await;
     rig.sim.set_fault(FaultMode::Refuse).await.unwrap();
-    let WriteOutcome::Queued { entry } = rig.service.activate(member(LOST)).await.unwrap() else {
+    let WriteOutcome::Queued { entry, .. } = rig.service.activate(member(LOST)).await.unwrap()
+    else {
         panic!()
     };
     rig.sim.clear_faults().await.unwrap();
@@ -278,7 +279,11 @@ async fn a_refused_queued_write_becomes_a_dead_letter() {
     let rows = rig.service.outbox_list().await.unwrap();
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].rejected.as_ref().unwrap().0, Status::CardLost);
-    assert!(rig.service.outbox_drop(entry).await.unwrap());
+    let dropped = rig.service.outbox_drop(entry).await.unwrap();
+    assert_eq!(
+        (dropped.entry, dropped.reason),
+        (entry, Some(DeadKind::Rejected))
+    );
     assert!(rig.service.outbox_list().await.unwrap().is_empty());
     // Online, a refusal is answered directly and nothing is queued.
     let direct = rig.service.activate(member(LOST)).await.unwrap();
@@ -390,12 +395,12 @@ async fn a_request_the_backend_refuses_as_malformed_never_blocks_the_outbox() {
     );
     // ...and queued while offline, it becomes a dead letter instead of blocking what follows.
     rig.sim.set_fault(FaultMode::Refuse).await.unwrap();
-    let WriteOutcome::Queued { entry: poison } =
+    let WriteOutcome::Queued { entry: poison, .. } =
         rig.service.create(member("8555-0002")).await.unwrap()
     else {
         panic!()
     };
-    let WriteOutcome::Queued { entry: good } =
+    let WriteOutcome::Queued { entry: good, .. } =
         rig.service.activate(member(INACTIVE)).await.unwrap()
     else {
         panic!()
@@ -423,7 +428,7 @@ async fn dead_letters_and_their_personal_data_expire_after_the_retention() {
     rig.sim.set_fault(FaultMode::Refuse).await.unwrap();
     let mut m = member(LOST);
     m.phone = Some(wxcardd::api::pii::Pii::new("13912345678"));
-    let WriteOutcome::Queued { entry } = rig.service.activate(m).await.unwrap() else {
+    let WriteOutcome::Queued { entry, .. } = rig.service.activate(m).await.unwrap() else {
         panic!()
     };
     rig.sim.clear_faults().await.unwrap();

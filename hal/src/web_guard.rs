@@ -103,12 +103,9 @@ fn split_host_port(authority: &str) -> Option<(&str, Option<u16>)> {
     }
 }
 
-/// Bounds what a client sent before it is echoed or logged.
+/// Bounds and escapes what a client sent before it is echoed or logged.
 fn truncate(text: &str) -> String {
-    text.chars()
-        .take(100)
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect()
+    crate::text::sanitize(text, 100).into_owned()
 }
 
 #[cfg(test)]
@@ -145,6 +142,11 @@ mod tests {
             assert!(check_host(Some(bad), lo, false).is_err(), "{bad}");
         }
         assert_eq!(check_host(None, lo, false), Err(Refusal::MissingHost));
+        // What a client sent is echoed and logged bounded and escaped.
+        let hostile = format!("evil\n<0>forged\u{202e}{}", "x".repeat(500));
+        let said = check_host(Some(&hostile), lo, false).unwrap_err().to_string();
+        assert!(!said.contains('\n') && !said.contains('\u{202e}'), "{said}");
+        assert!(said.len() < 400, "{said}");
         let lan = addr("192.168.1.5:8765");
         assert_eq!(check_host(Some("192.168.1.5:8765"), lan, false), Ok(()));
         assert!(check_host(Some("192.168.1.6:8765"), lan, false).is_err());

@@ -14,7 +14,7 @@ use std::{
 use common::{Capture, Pty, captures, event_line, point_link};
 use wxcard_hal::scanner::{
     Assembler, ScanSource, ScannerEvent, ScannerName,
-    evdev::{EvdevConfig, EvdevScanner, Wedge},
+    evdev::{EvdevConfig, EvdevScanner, EventLayout, Wedge},
     serial::{SerialConfig, SerialScanner},
 };
 
@@ -24,7 +24,8 @@ fn replay(capture: &Capture, chunk: usize) -> Vec<String> {
     let name = ScannerName::try_from("replay").unwrap();
     let mut assembler =
         Assembler::new(name, &capture.settings.frame, WINDOW).expect("frame settings");
-    let mut wedge = Wedge::new();
+    // Capture payloads are 24-byte records (docs/scanners.md), whatever the test machine.
+    let mut wedge = Wedge::with_layout(EventLayout::Long64);
     let now = Instant::now();
     let mut lines = Vec::new();
     for piece in capture.payload.chunks(chunk) {

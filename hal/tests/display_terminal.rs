@@ -183,8 +183,7 @@ impl Screen2 {
 fn terminal(path: PathBuf) -> TerminalDisplay {
     let cfg = TerminalConfig {
         path: Some(path),
-        columns: None,
-        rows: None,
+        ..TerminalConfig::default()
     };
     TerminalDisplay::open(&cfg, Texts::default()).unwrap()
 }
@@ -291,6 +290,51 @@ fn card_summary_shows_last_four_only_and_messages_have_no_code() {
 }
 
 #[test]
+fn closing_leaves_the_cursor_at_the_start_of_the_line_below_the_screen() {
+    let mut pty = Pty::new(80, 24);
+    let mut term = terminal(pty.slave_path.clone());
+    let mut screen = Screen2::new(80, 24);
+    term.show(&card(), Instant::now()).unwrap();
+    screen.feed(&pty.take());
+    let text = screen.text();
+    let lines: Vec<&str> = text.lines().collect();
+    let used = lines.iter().rposition(|l| !l.is_empty()).unwrap() + 1;
+    drop(term);
+    screen.feed(&pty.take());
+    assert_eq!(
+        (screen.row, screen.col),
+        (used, 0),
+        "the shell's prompt starts a line of its own"
+    );
+}
+
+#[test]
+fn a_header_stays_above_every_screen() {
+    let mut pty = Pty::new(80, 24);
+    let cfg = TerminalConfig {
+        path: Some(pty.slave_path.clone()),
+        header: vec!["wxcardd demo".into(), "socket /tmp/x\u{1b}[2J.sock".into()],
+        ..TerminalConfig::default()
+    };
+    let mut term = TerminalDisplay::open(&cfg, Texts::default()).unwrap();
+    let mut screen = Screen2::new(80, 24);
+    let now = Instant::now();
+    for shown in [
+        card(),
+        Screen::Message(Message::Info("hello".into())),
+        card(),
+    ] {
+        term.show(&shown, now).unwrap();
+        screen.feed(&pty.take());
+        let text = screen.text();
+        let mut lines = text.lines();
+        assert_eq!(lines.next(), Some("wxcardd demo"), "{text}");
+        assert_eq!(lines.next(), Some("socket /tmp/x[2J.sock"), "{text}");
+    }
+    assert!(screen.text().contains("**** 7890"));
+}
+
+#[test]
 fn plain_file_output_uses_the_configured_size() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("out.ansi");
@@ -299,6 +343,7 @@ fn plain_file_output_uses_the_configured_size() {
         path: Some(path.clone()),
         columns: Some(70),
         rows: Some(40),
+        ..TerminalConfig::default()
     };
     let mut term = TerminalDisplay::open(&cfg, Texts::default()).unwrap();
     assert_eq!(term.size(), (70, 40));

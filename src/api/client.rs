@@ -4,6 +4,11 @@
 //! deadline (from config, or a shorter one per call for lookups the cashier waits on). A
 //! response body is read up to a limit and refused past it. ureq is blocking: the daemon
 //! calls it from `spawn_blocking`, never on the async executor's threads.
+//!
+//! Redirects are never followed: ureq would resend the token headers (it strips only
+//! `Authorization` and `Cookie`) to whatever host a `Location` names, over plain http too,
+//! and turn a POST into a body-less GET whose 200 would read as "delivered". A 3xx is a
+//! [`ServerFault::Redirect`] naming the target, so the operator fixes `api.base_url`.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -98,6 +103,8 @@ impl Client {
         };
         let mut builder = ureq::Agent::config_builder()
             .http_status_as_error(false)
+            // 0: the 3xx answer itself comes back, and nothing is sent to its `Location`.
+            .max_redirects(0)
             .timeout_connect(Some(config.connect_timeout()))
             .timeout_global(Some(config.deadline()))
             .max_idle_connections_per_host(4)
@@ -244,6 +251,22 @@ impl Client {
         };
         let mut response = result.map_err(|e| transport_error(endpoint, e, started))?;
         let code = response.status().as_u16();
+        if (300..400).contains(&code) {
+            let location = response
+                .headers()
+                .get("location")
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+                .unwrap_or_default();
+            let error = ApiError::Server {
+                endpoint,
+                fault: ServerFault::Redirect {
+                    code,
+                    location: wxcard_hal::text::untrusted(&location).into_owned(),
+                },
+            };
+            log::debug!("{endpoint}: HTTP {code}, not followed: {error}");
+            return Err(error);
+        }
         let bytes = read_body(response.body_mut(), self.max_body_bytes)
             .map_err(|e| body_error(endpoint, e, self.max_body_bytes, started))?;
         let answer = classify::<T>(endpoint, code, &bytes);

@@ -57,6 +57,15 @@ pub enum ServerFault {
         /// The first bytes of the body, made printable.
         body: String,
     },
+    /// A 3xx redirect, never followed (the token must not leave for another host, and a
+    /// write must not become a GET elsewhere). `location` is the target, escaped.
+    #[error("HTTP {code} redirect to {location}, not followed")]
+    Redirect {
+        /// The HTTP status code.
+        code: u16,
+        /// The `Location` header, escaped and capped (empty when there was none).
+        location: String,
+    },
     /// The body is not JSON (an HTML error page, a proxy's login page, ...).
     #[error("the body is not JSON: {snippet}")]
     NotJson {
@@ -127,11 +136,12 @@ pub enum ApiError {
     },
 }
 
+/// The backend's message, escaped and capped: this text reaches logs and terminals.
 fn message_suffix(message: &str) -> String {
     if message.is_empty() {
         String::new()
     } else {
-        format!(": {message}")
+        format!(": {}", wxcard_hal::text::untrusted(message))
     }
 }
 
@@ -154,6 +164,23 @@ impl ApiError {
                 ..
             } if matches!(code, 400 | 413 | 415 | 422) => Some(format!("HTTP {code}: {body}")),
             ApiError::Request { detail, .. } => Some(detail.clone()),
+            _ => None,
+        }
+    }
+
+    /// The HTTP status (401 or 403) when the backend refused the credentials: the token in the
+    /// headers file is wrong or was revoked. Not an outage: retrying with the same token
+    /// cannot help, an operator must fix the token.
+    pub fn credentials_refused(&self) -> Option<u16> {
+        match self {
+            ApiError::Server {
+                fault:
+                    ServerFault::HttpStatus {
+                        code: code @ (401 | 403),
+                        ..
+                    },
+                ..
+            } => Some(*code),
             _ => None,
         }
     }

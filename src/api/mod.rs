@@ -21,8 +21,8 @@ pub use client::{Client, ClientBuildError};
 pub use error::{ApiError, ServerFault, TransportKind};
 pub use status::Status;
 pub use types::{
-    Amount, CardIssueDetail, CardIssueOrder, CreatedMember, Envelope, MemberCard, MemberInfo,
-    PayCode, WxDateTime,
+    Amount, AmountError, CardIssueDetail, CardIssueOrder, CreatedMember, Envelope, MemberCard,
+    MemberInfo, PayCode, WxDateTime,
 };
 
 /// The five endpoints of the wxcard API.

@@ -113,7 +113,11 @@ impl Status {
 impl fmt::Display for Status {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Status::Unknown(raw) => write!(f, "{raw:?} (unknown status)"),
+            Status::Unknown(raw) => write!(
+                f,
+                "\"{}\" (unknown status)",
+                wxcard_hal::text::sanitize(raw, 40)
+            ),
             known => write!(
                 f,
                 "{} ({})",

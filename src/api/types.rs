@@ -27,12 +27,64 @@ impl Amount {
     }
 }
 
+/// Why a text is not an [`Amount`]: never rounded, refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AmountError {
+    /// Not a decimal number (or its mantissa has more digits than 96 bits hold).
+    #[error("not an exact decimal number: {0}")]
+    Syntax(String),
+    /// The exponent is not a small integer.
+    #[error("exponent out of range")]
+    Exponent,
+    /// The exact value needs more than 96 bits of digits or 28 decimal places.
+    #[error("does not fit exactly in 28 significant digits and 28 decimal places")]
+    DoesNotFit,
+}
+
+/// Largest exponent magnitude considered: anything further cannot fit 28 digits anyway.
+const MAX_EXPONENT: i64 = 64;
+
 impl FromStr for Amount {
-    type Err = rust_decimal::Error;
+    type Err = AmountError;
+
+    /// Parses `123.45`, or an exponent form (`12345e-2`, `1.2345E2`) exactly: the mantissa
+    /// with rust_decimal's exact parser, then the decimal point moved with checked integer
+    /// arithmetic. Nothing is ever rounded: what does not fit is an error.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Decimal::from_str_exact(s)
-            .or_else(|_| Decimal::from_scientific(s))
+        let (mantissa, exponent) = match s.find(['e', 'E']) {
+            Some(at) => (&s[..at], Some(&s[at + 1..])),
+            None => (s, None),
+        };
+        let m =
+            Decimal::from_str_exact(mantissa).map_err(|e| AmountError::Syntax(e.to_string()))?;
+        let Some(exponent) = exponent else {
+            return Ok(Amount(m));
+        };
+        let exp: i64 = exponent.parse().map_err(|_| AmountError::Exponent)?;
+        if exp.abs() > MAX_EXPONENT {
+            return Err(AmountError::Exponent);
+        }
+        let mut digits: i128 = m.mantissa();
+        let mut scale: i64 = i64::from(m.scale()) - exp;
+        if scale < 0 {
+            let factor = 10i128
+                .checked_pow(u32::try_from(-scale).map_err(|_| AmountError::DoesNotFit)?)
+                .ok_or(AmountError::DoesNotFit)?;
+            digits = digits.checked_mul(factor).ok_or(AmountError::DoesNotFit)?;
+            scale = 0;
+        }
+        // Only exact reductions: trailing zeros may absorb places past the 28 allowed.
+        while scale > i64::from(Decimal::MAX_SCALE) && digits % 10 == 0 && digits != 0 {
+            digits /= 10;
+            scale -= 1;
+        }
+        if digits == 0 {
+            scale = scale.min(i64::from(Decimal::MAX_SCALE));
+        }
+        let scale = u32::try_from(scale).map_err(|_| AmountError::DoesNotFit)?;
+        Decimal::try_from_i128_with_scale(digits, scale)
             .map(Amount)
+            .map_err(|_| AmountError::DoesNotFit)
     }
 }
 

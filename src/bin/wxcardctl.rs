@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use wxcard_hal::text::untrusted;
 use wxcardd::api::{CardIssueOrder, MemberInfo};
 use wxcardd::control::client::{ClientError, ControlClient};
 use wxcardd::control::protocol::{
@@ -92,12 +93,14 @@ enum Sub {
 enum OutboxAction {
     /// List pending writes and dead letters (the default).
     List,
-    /// Move a dead letter back to the outbox.
+    /// Retry an entry: a dead letter goes back to the outbox (sent next); a pending one is
+    /// tried now.
     Retry {
         /// The entry id.
         entry: u64,
     },
-    /// Drop a dead letter (and the personal data it holds) for good.
+    /// Drop an entry, pending or dead, readable or not (and the personal data it holds) for
+    /// good; the answer says what was dropped.
     Drop {
         /// The entry id.
         entry: u64,
@@ -230,8 +233,8 @@ fn main() -> ExitCode {
         if !cli.json {
             eprintln!(
                 "wxcardctl: {} ({})",
-                answer["error"]["message"].as_str().unwrap_or("error"),
-                answer["error"]["code"].as_str().unwrap_or("?")
+                untrusted(answer["error"]["message"].as_str().unwrap_or("error")),
+                untrusted(answer["error"]["code"].as_str().unwrap_or("?"))
             );
         }
         return ExitCode::from(1);
@@ -245,6 +248,10 @@ fn main() -> ExitCode {
             print_web_token(&answer["result"]);
         }
     }
+    // A lookup that found nothing to show (offline, nothing cached) did not succeed.
+    if answer["result"]["outcome"] == "offline" {
+        return ExitCode::from(1);
+    }
     ExitCode::SUCCESS
 }
 
@@ -254,7 +261,10 @@ fn watch(client: &mut ControlClient, json: bool) -> ExitCode {
         Err(e) => return fail(&e),
     };
     if answer["class"] == "ERROR" {
-        eprintln!("wxcardctl: {}", answer["error"]["message"]);
+        eprintln!(
+            "wxcardctl: {}",
+            untrusted(&answer["error"]["message"].to_string())
+        );
         return ExitCode::from(1);
     }
     loop {
@@ -264,7 +274,10 @@ fn watch(client: &mut ControlClient, json: bool) -> ExitCode {
                 println!("{}", wxcardd::control::human::describe_event(&event));
             }
             Ok(other) if other["class"] == "ERROR" => {
-                eprintln!("wxcardctl: {}", other["error"]["message"]);
+                eprintln!(
+                    "wxcardctl: {}",
+                    untrusted(&other["error"]["message"].to_string())
+                );
                 return ExitCode::from(1);
             }
             Ok(_) => {}

@@ -97,6 +97,7 @@ fn main() -> ExitCode {
             let options = wxcardd::daemon::RunOptions {
                 config_path: Some(cli.config.clone()),
                 pay_code_after_scan: false,
+                show_other_codes: false,
             };
             match finish(runtime, wxcardd::daemon::run(config, options)) {
                 Ok(()) => ExitCode::SUCCESS,

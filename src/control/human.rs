@@ -1,15 +1,38 @@
 //! Plain-words rendering of answers and events for `wxcardctl`.
+//!
+//! Every string printed here may have come from the backend (messages, card codes) or a
+//! device: each goes through the one sanitizer ([`wxcard_hal::text`]) so that no control
+//! character, escape sequence or bidi override reaches the operator's terminal.
 
 use serde_json::Value;
+use wxcard_hal::text::untrusted;
 
 use super::protocol::Command;
 use crate::probe::mask_card_number;
 
+/// A value for the terminal: strings escaped and capped, never raw.
 fn text(v: &Value) -> String {
     match v {
-        Value::String(s) => s.clone(),
+        Value::String(s) => untrusted(s).into_owned(),
         Value::Null => String::new(),
-        other => other.to_string(),
+        other => untrusted(&other.to_string()).into_owned(),
+    }
+}
+
+/// One outbox row's state in words.
+fn row_state(e: &Value) -> String {
+    let rejected = e.get("rejected").filter(|r| !r.is_null());
+    let unreadable = e.get("undecodable").filter(|u| !u.is_null());
+    if e["reason"] == "undecodable" {
+        format!("UNDECODABLE ({})", unreadable.map(text).unwrap_or_default())
+    } else if let Some(rej) = rejected {
+        format!("DEAD ({} {})", text(&rej[0]), text(&rej[1]))
+    } else if e["state"] == "dead" {
+        "DEAD".to_owned()
+    } else if let Some(why) = unreadable {
+        format!("pending, UNREADABLE ({})", text(why))
+    } else {
+        "pending".to_owned()
     }
 }
 
@@ -23,6 +46,16 @@ fn age(ms: u64) -> String {
 
 /// One lookup answer (`lookup`, `scan`, and `card` events) in a line.
 pub fn describe_lookup(r: &Value) -> String {
+    if r["outcome"] == "offline" {
+        // Nothing came from the cache: no "from cache, 0 s old" for data that is not there.
+        let reason = text(&r["reason"]);
+        let said = if reason.contains("no recent data") {
+            reason
+        } else {
+            "offline, nothing cached for this card".to_owned()
+        };
+        return format!("{} OFFLINE: {said}", text(&r["wx_code"]));
+    }
     let source = if r["source"] == "cache" {
         let mut s = format!("from cache, {} old", age(r["age_ms"].as_u64().unwrap_or(0)));
         if r["stale"] == true {
@@ -75,7 +108,11 @@ fn describe_write(r: &Value) -> String {
             None => "delivered".to_owned(),
         },
         "queued" => format!(
-            "backend unreachable: queued as outbox entry {}; it will be sent when the backend is back",
+            "{}: queued as outbox entry {}; it will be sent when the backend takes it",
+            match text(&r["reason"]) {
+                reason if reason.is_empty() => "backend unreachable".to_owned(),
+                reason => reason,
+            },
             r["entry"]
         ),
         "rejected" => format!(
@@ -92,17 +129,31 @@ pub fn describe(command: &Command, r: &Value) -> String {
     match command {
         Command::Lookup(_) | Command::Scan(_) => describe_lookup(r),
         Command::Activate(_) | Command::Create(_) | Command::Issue(_) => describe_write(r),
-        Command::PayCodeShow(_) => format!("pay code {} shown", text(&r["pay_code"])),
+        Command::PayCodeShow(_) => {
+            let on: Vec<String> = r["shown_on"]
+                .as_array()
+                .map(|a| a.iter().map(text).collect())
+                .unwrap_or_default();
+            format!(
+                "pay code {} shown on {}",
+                text(&r["pay_code"]),
+                on.join(", ")
+            )
+        }
         Command::Status => {
             let s = &r["service"];
             let mut out = format!(
                 "wxcardd {}, up {}\nbackend: {}\noutbox: {} pending, {} dead letters (capacity {})",
                 text(&r["version"]),
                 age(r["uptime_s"].as_u64().unwrap_or(0) * 1000),
-                if s["online"] == true {
-                    "online".to_owned()
-                } else {
-                    "OFFLINE".to_owned()
+                match (s["backend"].as_str(), s["online"] == true) {
+                    (Some("credentials_refused"), _) =>
+                        "REFUSES THE TOKEN (HTTP 401/403): lookups \
+                        answer from the cache, writes queue; fix /etc/wxcardd/api-headers, then \
+                        systemctl reload wxcardd"
+                            .to_owned(),
+                    (_, true) => "online".to_owned(),
+                    (_, false) => "OFFLINE".to_owned(),
                 },
                 s["outbox_pending"],
                 s["dead_letters"],
@@ -128,17 +179,28 @@ pub fn describe(command: &Command, r: &Value) -> String {
             entries
                 .iter()
                 .map(|e| {
-                    let state = match e.get("rejected") {
-                        Some(rej) if !rej.is_null() => {
-                            format!("DEAD ({} {})", text(&rej[0]), text(&rej[1]))
-                        }
-                        _ => "pending".to_owned(),
-                    };
-                    format!("{:>6}  {:<8} {}", e["entry"], state, text(&e["summary"]))
+                    format!(
+                        "{:>6}  {:<8} {}",
+                        e["entry"],
+                        row_state(e),
+                        text(&e["summary"])
+                    )
                 })
                 .collect::<Vec<_>>()
                 .join("\n")
         }
+        Command::OutboxDrop(_) => format!(
+            "dropped outbox entry {} ({}): {}; it will never be sent",
+            r["entry"],
+            row_state(&r["was"]),
+            text(&r["was"]["summary"])
+        ),
+        Command::OutboxRetry(_) => format!(
+            "outbox entry {} ({}): {} is sent next",
+            r["entry"],
+            row_state(&r["was"]),
+            text(&r["was"]["summary"])
+        ),
         _ => "ok".into(),
     }
 }
@@ -148,8 +210,27 @@ pub fn describe_event(e: &Value) -> String {
     match e["event"].as_str().unwrap_or("") {
         "scan" => format!("scan   {} read {}", text(&e["scanner"]), text(&e["code"])),
         "card" => format!("card   {}", describe_lookup(e)),
-        "backend" => format!("backend {}", text(&e["kind"])),
-        "outbox" => format!("outbox entry {} {}", e["entry"], text(&e["kind"])),
+        "backend" => match e["kind"].as_str() {
+            Some("credentials_refused") => format!(
+                "backend REFUSES THE TOKEN (HTTP {}): fix /etc/wxcardd/api-headers, then systemctl reload wxcardd",
+                e["http_status"]
+            ),
+            _ => format!("backend {}", text(&e["kind"])),
+        },
+        "outbox" => match e["kind"].as_str() {
+            Some("undecodable") => format!(
+                "outbox entry {} UNDECODABLE, set aside: {}",
+                e["entry"],
+                text(&e["detail"])
+            ),
+            Some("dead_lettered") => format!(
+                "outbox entry {} refused by the backend: {} {}",
+                e["entry"],
+                text(&e["status"]),
+                text(&e["message"])
+            ),
+            _ => format!("outbox entry {} {}", e["entry"], text(&e["kind"])),
+        },
         "scanner" => format!("scanner {} {}", text(&e["scanner"]), text(&e["state"])),
         other => format!("{other} {e}"),
     }

@@ -18,7 +18,7 @@ use crate::api::{CardIssueOrder, MemberInfo};
 /// Major version: bumped on an incompatible change.
 pub const PROTO_MAJOR: u32 = 1;
 /// Minor version: bumped when commands, fields or events are added.
-pub const PROTO_MINOR: u32 = 0;
+pub const PROTO_MINOR: u32 = 1;
 /// The longest request line accepted, in bytes (newline excluded).
 pub const MAX_LINE_BYTES: usize = 64 * 1024;
 

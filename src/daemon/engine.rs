@@ -1,21 +1,28 @@
 //! The engine: carries out control requests and scans on the card service, and turns what
 //! happens into events. It owns no policy: the service decides online/offline/cache.
+//!
+//! Scans keep their order. [`Engine::begin_scan`] runs in the order scans are read (the
+//! scanner consumer calls it before it reads the next one): it gives the scan its `scan_id`
+//! and publishes the `scan` event at once. The lookup then runs on its own, so a slow one
+//! holds up no later scan event, but its outcome (the screen, then the `card` event) waits
+//! until every earlier scan's outcome is out: each scan holds a baton the next one waits
+//! for. The display therefore only moves forward, and `card` events leave in scan order.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use serde::Serialize;
 use serde_json::{Value, json};
-use tokio::sync::{Notify, broadcast};
+use tokio::sync::{Notify, broadcast, oneshot};
 use wxcard_hal::display::{Message, Screen};
 use wxcard_hal::scanner::{Classifier, CodeKind, Symbology};
 
 use super::display::CustomerScreen;
 use crate::control::protocol::{Command, ErrorCode, MessageLevel, event_line};
 use crate::control::server::{Answer, Handler};
-use crate::service::{CardService, Lookup, LookupAnswer, ServiceError, ServiceEvent, WriteOutcome};
+use crate::service::{CardService, Lookup, LookupAnswer, ServiceError, WriteOutcome};
 
 /// The daemon's request handler and event source.
 pub struct Engine {
@@ -25,9 +32,26 @@ pub struct Engine {
     scanners: Mutex<BTreeMap<String, Value>>,
     screen: Arc<CustomerScreen>,
     pay_code_after_scan: bool,
+    show_other_codes: bool,
     started: Instant,
     in_flight: AtomicUsize,
     idle: Notify,
+    next_scan_id: AtomicU64,
+    /// Resolves when the latest scan's outcome is out (or its task is gone).
+    last_scan_done: Mutex<Option<oneshot::Receiver<()>>>,
+}
+
+/// A scan whose `scan` event is out and whose outcome is yet to come.
+pub struct ScanTicket {
+    /// The scan's id, monotonic within a daemon run.
+    pub id: u64,
+    scanner: String,
+    code: String,
+    kind: CodeKind,
+    /// Resolves when the previous scan's outcome is out.
+    previous: Option<oneshot::Receiver<()>>,
+    /// Dropped (with the ticket) once this scan's outcome is out: lets the next one go.
+    _done: oneshot::Sender<()>,
 }
 
 /// Counts a request in flight for the shutdown drain.
@@ -49,6 +73,7 @@ impl Engine {
         classifier: Classifier,
         screen: Arc<CustomerScreen>,
         pay_code_after_scan: bool,
+        show_other_codes: bool,
     ) -> Self {
         Engine {
             service,
@@ -57,9 +82,12 @@ impl Engine {
             scanners: Mutex::new(BTreeMap::new()),
             screen,
             pay_code_after_scan,
+            show_other_codes,
             started: Instant::now(),
             in_flight: AtomicUsize::new(0),
             idle: Notify::new(),
+            next_scan_id: AtomicU64::new(1),
+            last_scan_done: Mutex::new(None),
         }
     }
 
@@ -90,13 +118,7 @@ impl Engine {
         loop {
             match events.recv().await {
                 Ok(event) => {
-                    let name = match event {
-                        ServiceEvent::Offline | ServiceEvent::Online { .. } => "backend",
-                        ServiceEvent::Delivered { .. } | ServiceEvent::DeadLettered { .. } => {
-                            "outbox"
-                        }
-                    };
-                    self.publish(name, to_value(&event));
+                    self.publish(event.channel(), to_value(&event));
                 }
                 Err(broadcast::error::RecvError::Lagged(n)) => {
                     log::warn!("{n} service events were not forwarded");
@@ -118,55 +140,119 @@ impl Engine {
         self.publish("scanner", body);
     }
 
-    /// A scan from a scanner or from manual entry: a `scan` event with the code's kind; for
-    /// a WeChat member code, the lookup and a `card` event.
-    pub async fn on_scan(&self, scanner: &str, code: &str, symbology: Option<Symbology>) -> Answer {
+    /// A scan from a scanner or from manual entry, in the order scans are read: its
+    /// `scan_id` and `scan` event now, its outcome from [`Engine::finish_scan`].
+    pub fn begin_scan(
+        &self,
+        scanner: &str,
+        code: &str,
+        symbology: Option<Symbology>,
+    ) -> ScanTicket {
         let kind = lock(&self.classifier).classify(code, symbology);
-        let kind_name = match kind {
-            CodeKind::WechatMemberCode => "wechat_member_code",
-            CodeKind::MerchantCardNumber => "merchant_card_number",
-            CodeKind::Other => "other",
-        };
+        let (done, next_waits) = oneshot::channel();
+        // One lock around the id and the baton: ids and batons are handed out in one order.
+        let mut last = lock(&self.last_scan_done);
+        let id = self.next_scan_id.fetch_add(1, Ordering::SeqCst);
+        let previous = last.replace(next_waits);
         self.publish(
             "scan",
             json!({
+                "scan_id": id,
                 "scanner": scanner,
                 "code": code,
                 "symbology": symbology.map(|s| s.to_string()),
-                "kind": kind_name,
+                "kind": kind_name(kind),
             }),
         );
-        match kind {
-            CodeKind::WechatMemberCode => {
-                let lookup = self.lookup(code, None).await?;
-                self.screen.show_lookup(&lookup);
-                if self.pay_code_after_scan && matches!(lookup.answer, LookupAnswer::Card { .. }) {
-                    // Let the customer read the card first, then the pay code (the demo).
-                    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
-                    if let Err(e) = self.screen.show_pay_code(&self.service, code).await {
-                        log::warn!("pay code for the scanned card: {e}");
-                    }
-                }
-                Ok(to_value(&lookup))
-            }
-            CodeKind::MerchantCardNumber => {
-                match self.service.lookup_card_code(code).await.map_err(failed)? {
-                    Some(lookup) => {
-                        self.publish("card", to_value(&lookup));
-                        self.screen.show_lookup(&lookup);
-                        Ok(to_value(&lookup))
-                    }
-                    None => {
-                        self.screen.show(Screen::Message(Message::Info(
-                            "请出示微信会员卡 Please show your WeChat member card".into(),
-                        )));
-                        Ok(json!({"code": code, "kind": kind_name, "looked_up": false,
-                                  "reason": "card number not seen before: scan the WeChat member code"}))
-                    }
-                }
-            }
-            CodeKind::Other => Ok(json!({"code": code, "kind": kind_name, "looked_up": false})),
+        drop(last);
+        ScanTicket {
+            id,
+            scanner: scanner.to_owned(),
+            code: code.to_owned(),
+            kind,
+            previous,
+            _done: done,
         }
+    }
+
+    /// Looks a scanned code up (for a WeChat member code or a known card number) and, once
+    /// every earlier scan's outcome is out, shows it and publishes the `card` event.
+    pub async fn finish_scan(&self, mut ticket: ScanTicket) -> Answer {
+        let scan_id = ticket.id;
+        let code = ticket.code.clone();
+        let kind_name = kind_name(ticket.kind);
+        // The lookup runs now, concurrently with earlier scans' lookups.
+        let found = match ticket.kind {
+            CodeKind::WechatMemberCode => Some(self.service.lookup(&code, None).await.map(Some)),
+            CodeKind::MerchantCardNumber => Some(self.service.lookup_card_code(&code).await),
+            CodeKind::Other => None,
+        };
+        if let Some(previous) = ticket.previous.take() {
+            // An error only means the earlier scan's task ended: its outcome is out too.
+            let _ = previous.await;
+        }
+        let answer = match found {
+            None => {
+                if self.show_other_codes {
+                    let _ = self.screen.show_for_scan(
+                        scan_id,
+                        Screen::Message(Message::Info(format!(
+                            "不是会员码 Not a member card code: {code}"
+                        ))),
+                    );
+                }
+                Ok(json!({"scan_id": scan_id, "code": code, "kind": kind_name,
+                          "looked_up": false}))
+            }
+            Some(Err(e)) => Err(failed(e)),
+            Some(Ok(Some(lookup))) => {
+                // The screen first, then the event: whoever sees the `card` event finds the
+                // screen already on it.
+                let shown = self.screen.show_lookup(scan_id, &lookup).is_ok();
+                let mut card = to_value(&lookup);
+                card["scan_id"] = json!(scan_id);
+                self.publish("card", card.clone());
+                if shown
+                    && self.pay_code_after_scan
+                    && ticket.kind == CodeKind::WechatMemberCode
+                    && matches!(lookup.answer, LookupAnswer::Card { .. })
+                {
+                    self.pay_code_later(scan_id, code.clone());
+                }
+                Ok(card)
+            }
+            Some(Ok(None)) => {
+                let _ = self.screen.show_for_scan(
+                    scan_id,
+                    Screen::Message(Message::Info(
+                        "请出示微信会员卡 Please show your WeChat member card".into(),
+                    )),
+                );
+                Ok(
+                    json!({"scan_id": scan_id, "code": code, "kind": kind_name, "looked_up": false,
+                          "reason": "card number not seen before: scan the WeChat member code"}),
+                )
+            }
+        };
+        log::debug!("scan {scan_id} from {:?} done", ticket.scanner);
+        drop(ticket);
+        answer
+    }
+
+    /// Opens the pay screen of a scanned card after the customer had time to read the card
+    /// (the demo), unless another screen replaced the card meanwhile.
+    fn pay_code_later(&self, scan_id: u64, code: String) {
+        let screen = Arc::clone(&self.screen);
+        let service = self.service.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+            if !screen.shows_scan(scan_id) {
+                return;
+            }
+            if let Err(e) = screen.show_pay_code(&service, &code).await {
+                log::warn!("pay code for the scanned card: {e}");
+            }
+        });
     }
 
     async fn lookup(
@@ -192,8 +278,18 @@ impl Engine {
             "scanners": scanners,
             "displays": self.screen.backends(),
             "kiosk_url": wxcard_hal::display::web::current_url(),
+            "display_backends": self.screen.report(),
+            "screen": self.screen.current(),
             "control_web": crate::control::web::current(),
         })
+    }
+}
+
+fn kind_name(kind: CodeKind) -> &'static str {
+    match kind {
+        CodeKind::WechatMemberCode => "wechat_member_code",
+        CodeKind::MerchantCardNumber => "merchant_card_number",
+        CodeKind::Other => "other",
     }
 }
 
@@ -209,12 +305,37 @@ impl Handler for Engine {
             Command::Create(p) => write_answer(self.service.create(p.member).await),
             Command::Issue(p) => write_answer(self.service.issue(p.order).await),
             Command::PayCodeShow(p) => {
+                if !self.screen.configured() {
+                    return Err((
+                        ErrorCode::Failed,
+                        "no customer display is configured ([display] backends is empty): \
+                         the pay code was not shown"
+                            .into(),
+                    ));
+                }
                 match self.screen.show_pay_code(&self.service, &p.wx_code).await {
-                    Ok(code) => Ok(json!({
-                        "wx_code": p.wx_code,
-                        "pay_code": code,
-                        "displays": self.screen.backends(),
-                    })),
+                    Ok(code) => {
+                        let shown_on = self
+                            .screen
+                            .drawn_by(std::time::Duration::from_secs(2))
+                            .await;
+                        if shown_on.is_empty() {
+                            return Err((
+                                ErrorCode::Failed,
+                                format!(
+                                    "no customer display is working, the pay code was not \
+                                     shown: {}",
+                                    self.screen.report()
+                                ),
+                            ));
+                        }
+                        Ok(json!({
+                            "wx_code": p.wx_code,
+                            "pay_code": code,
+                            "displays": shown_on.len(),
+                            "shown_on": shown_on,
+                        }))
+                    }
                     Err(e) => Err((ErrorCode::Failed, e.to_string())),
                 }
             }
@@ -230,7 +351,10 @@ impl Handler for Engine {
                 self.screen.show(Screen::Message(message));
                 Ok(json!({"screen": "message", "displays": self.screen.backends()}))
             }
-            Command::Scan(p) => self.on_scan(&p.scanner, &p.code, None).await,
+            Command::Scan(p) => {
+                let ticket = self.begin_scan(&p.scanner, &p.code, None);
+                self.finish_scan(ticket).await
+            }
             Command::Status => {
                 let status = self.service.status().await.map_err(failed)?;
                 Ok(self.status(to_value(&status)))
@@ -240,16 +364,12 @@ impl Handler for Engine {
                 Ok(json!({"entries": rows}))
             }
             Command::OutboxRetry(p) => {
-                self.service.outbox_retry(p.entry).await.map_err(failed)?;
-                Ok(json!({"entry": p.entry, "retried": true}))
+                let was = self.service.outbox_retry(p.entry).await.map_err(failed)?;
+                Ok(json!({"entry": p.entry, "retried": true, "was": was}))
             }
             Command::OutboxDrop(p) => {
-                let dropped = self.service.outbox_drop(p.entry).await.map_err(failed)?;
-                if dropped {
-                    Ok(json!({"entry": p.entry, "dropped": true}))
-                } else {
-                    Err((ErrorCode::Failed, format!("no dead letter {}", p.entry)))
-                }
+                let was = self.service.outbox_drop(p.entry).await.map_err(failed)?;
+                Ok(json!({"entry": p.entry, "dropped": true, "was": was}))
             }
             Command::Subscribe => Err((ErrorCode::Failed, "handled by the server".into())),
         }

@@ -4,8 +4,18 @@
 //! with `<N>` (sd-daemon(3) priority prefix) so `journalctl -p warning` works, and the
 //! timestamp is left to the journal. The HTTP and TLS crates are capped at info, so a
 //! technician's `RUST_LOG=trace` never writes the API token into the journal.
+//!
+//! Every message goes through the one sanitizer ([`wxcard_hal::text`]) before it is written:
+//! a backend string with a newline and `<0>` would otherwise be a journal line of its own at
+//! priority 0 (broadcast to every terminal), and an escape sequence would reach whoever reads
+//! the log on a terminal. One record is one line, at most [`MAX_LINE_CHARS`] characters.
 
 use std::io::Write;
+
+use wxcard_hal::text::sanitize;
+
+/// The longest message one log line keeps, in characters.
+pub const MAX_LINE_CHARS: usize = 4096;
 
 /// The sd-daemon priority of a log level.
 pub fn priority(level: log::Level) -> u8 {
@@ -33,7 +43,18 @@ pub fn init(default_filter: &str) {
                 "<{}>{}: {}",
                 priority(record.level()),
                 record.target(),
-                record.args()
+                sanitize(&record.args().to_string(), MAX_LINE_CHARS)
+            )
+        });
+    } else {
+        builder.format(|buf, record| {
+            writeln!(
+                buf,
+                "[{} {:<5} {}] {}",
+                buf.timestamp(),
+                record.level(),
+                record.target(),
+                sanitize(&record.args().to_string(), MAX_LINE_CHARS)
             )
         });
     }

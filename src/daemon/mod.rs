@@ -4,7 +4,9 @@
 //! Start-up order is what READY=1 promises: config, store, socket. Scanners and displays never
 //! delay readiness. SIGTERM stops taking requests, lets in-flight ones finish or queue within
 //! a deadline, syncs the store and exits 0. SIGHUP re-reads the config without touching the
-//! outbox or the socket.
+//! outbox or the socket, and rebuilds the API client (so a fixed token file takes effect). A
+//! reload never stops the daemon: whatever fails is logged and shown in STATUS=, and the
+//! daemon keeps running on its previous configuration.
 
 mod demo;
 mod display;
@@ -14,7 +16,7 @@ pub mod notify;
 pub mod paycode;
 mod scanners;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,6 +40,9 @@ pub struct RunOptions {
     pub config_path: Option<PathBuf>,
     /// After a scanned card is shown, open its pay screen as a POS app would (the demo).
     pub pay_code_after_scan: bool,
+    /// Show a scanned code that is not a member code on the customer display, as feedback to
+    /// whoever typed it (the demo; at a till, product barcodes are the POS app's business).
+    pub show_other_codes: bool,
 }
 
 /// A start-up failure caused by the configuration (or the token file): the binary exits 78
@@ -71,12 +76,7 @@ pub fn forbid_core_dumps() {
     }
 }
 
-/// Where systemd's `LoadCredential=api-headers:...` puts the token file.
-fn credential_headers() -> Option<PathBuf> {
-    let dir = std::env::var_os("CREDENTIALS_DIRECTORY")?;
-    let path = Path::new(&dir).join("api-headers");
-    path.exists().then_some(path)
-}
+use crate::config::credential_headers;
 
 /// Runs the daemon until SIGTERM or SIGINT.
 pub async fn run(mut config: Config, options: RunOptions) -> anyhow::Result<()> {
@@ -110,13 +110,15 @@ pub async fn run(mut config: Config, options: RunOptions) -> anyhow::Result<()> 
     let (events, _) = broadcast::channel(1024);
     let classifier = wxcard_hal::scanner::Classifier::new(&config.classify)
         .map_err(|e| ConfigProblem(format!("invalid [classify] rules: {e}")))?;
-    let screen = display::CustomerScreen::start(&config.display, config.paycode.clone());
+    let screen =
+        display::CustomerScreen::start(&config.display, config.paycode.clone(), events.clone());
     let engine = Arc::new(Engine::new(
         service.clone(),
         events.clone(),
         classifier,
         Arc::clone(&screen),
         options.pay_code_after_scan,
+        options.show_other_codes,
     ));
     let (stop_tx, stop_rx) = watch::channel(false);
 
@@ -191,9 +193,20 @@ pub async fn run(mut config: Config, options: RunOptions) -> anyhow::Result<()> 
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sighup = signal(SignalKind::hangup())?;
 
-    let status_line = |status| notify::status_text(&status, clock.now_ms());
+    // Set while the last reload failed: STATUS= says so until a reload succeeds.
+    let mut reload_problem: Option<&'static str> = None;
+    let status_line = |status, problem: Option<&str>| {
+        let mut text = notify::status_text(&status, clock.now_ms());
+        if let Some(problem) = problem {
+            text.push_str(&format!(
+                "; last reload failed ({problem}): running on the previous config, see journalctl -u wxcardd"
+            ));
+        }
+        text
+    };
+    let mut service_events = service.subscribe();
     let first = service.status().await?;
-    notify::ready(&status_line(first));
+    notify::ready(&status_line(first, None));
     log::info!(
         "wxcardd {} ready: control socket {}, backend {}",
         env!("CARGO_PKG_VERSION"),
@@ -211,24 +224,60 @@ pub async fn run(mut config: Config, options: RunOptions) -> anyhow::Result<()> 
             _ = sigint.recv() => break,
             _ = sighup.recv() => {
                 notify::reloading();
-                if let Some(new) = reload(&options, &config) {
-                    scanners.reload(&new.scanners).await;
-                    if let Ok(classifier) = wxcard_hal::scanner::Classifier::new(&new.classify) {
-                        engine.set_classifier(classifier);
+                reload_problem = None;
+                match reload(&options, &config) {
+                    Ok(Some(new)) => {
+                        scanners.reload(&new.scanners).await;
+                        if let Ok(classifier) = wxcard_hal::scanner::Classifier::new(&new.classify) {
+                            engine.set_classifier(classifier);
+                        }
+                        let _ = screen.reload(&new.display, new.paycode.clone()).await;
+                        // The token file is read again (a revoked token replaced), and [api]
+                        // changes apply; a client that cannot be built keeps the old one.
+                        match Client::new(&new.api) {
+                            Ok(client) => {
+                                service.replace_client(client);
+                                config.api = new.api;
+                                log::info!("SIGHUP: API client rebuilt (token file re-read)");
+                            }
+                            Err(e) => {
+                                log::error!(
+                                    "SIGHUP: keeping the running API client: cannot set up the new one: {e}"
+                                );
+                                reload_problem = Some("API client");
+                            }
+                        }
+                        config.scanners = new.scanners;
+                        config.classify = new.classify;
+                        config.display = new.display;
+                        config.paycode = new.paycode;
                     }
-                    screen.reload(&new.display, new.paycode.clone()).await;
-                    config.scanners = new.scanners;
-                    config.classify = new.classify;
-                    config.display = new.display;
-                    config.paycode = new.paycode;
+                    Ok(None) => {}
+                    Err(()) => reload_problem = Some("config file"),
                 }
-                let status = service.status().await?;
-                notify::ready(&status_line(status));
+                // A store that cannot report its state is logged, never a reason to exit.
+                let text = match service.status().await {
+                    Ok(status) => status_line(status, reload_problem),
+                    Err(e) => {
+                        log::error!("SIGHUP: cannot read the store's state: {e}");
+                        reload_problem = Some("store state unreadable");
+                        "store state unreadable; last reload incomplete, see journalctl -u wxcardd".to_owned()
+                    }
+                };
+                notify::ready(&text);
+            }
+            event = service_events.recv() => {
+                // Backend state changes show in STATUS= at once, not at the next tick.
+                if matches!(&event, Ok(e) if e.channel() == "backend") {
+                    if let Ok(status) = service.status().await {
+                        notify::status(&status_line(status, reload_problem));
+                    }
+                }
             }
             _ = watchdog.tick(), if watchdog_on => notify::watchdog(),
             _ = status_tick.tick() => {
                 if let Ok(status) = service.status().await {
-                    notify::status(&status_line(status));
+                    notify::status(&status_line(status, reload_problem));
                 }
             }
         }
@@ -261,12 +310,13 @@ pub async fn run(mut config: Config, options: RunOptions) -> anyhow::Result<()> 
     Ok(())
 }
 
-/// Re-reads the config file; a bad file is logged and the running config kept. Returns the
-/// new config, whose reloadable parts (scanners, classification, display) the caller applies.
-fn reload(options: &RunOptions, config: &Config) -> Option<Config> {
+/// Re-reads the config file; a bad file is logged and the running config kept (`Err`).
+/// Returns the new config, whose reloadable parts (scanners, classification, display, the API
+/// client) the caller applies.
+fn reload(options: &RunOptions, config: &Config) -> Result<Option<Config>, ()> {
     let Some(path) = &options.config_path else {
         log::info!("SIGHUP: no config file to reload");
-        return None;
+        return Ok(None);
     };
     match Config::load(path) {
         Ok(mut new) => {
@@ -275,7 +325,6 @@ fn reload(options: &RunOptions, config: &Config) -> Option<Config> {
                 new.api.headers_file = credential_headers();
             }
             for (what, changed) in [
-                ("[api]", new.api != config.api),
                 ("[store]", new.store != config.store),
                 ("[control]", new.control != config.control),
                 ("[service]", new.service != config.service),
@@ -285,11 +334,11 @@ fn reload(options: &RunOptions, config: &Config) -> Option<Config> {
                 }
             }
             log::info!("SIGHUP: config reloaded from {}", path.display());
-            Some(new)
+            Ok(Some(new))
         }
         Err(e) => {
             log::error!("SIGHUP: keeping the running config: {e}");
-            None
+            Err(())
         }
     }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use sd_notify::NotifyState;
 
-use crate::service::ServiceStatus;
+use crate::service::{BackendState, ServiceStatus};
 
 fn send(states: &[NotifyState]) {
     if std::env::var_os("NOTIFY_SOCKET").is_none() {
@@ -50,10 +50,14 @@ pub fn watchdog_interval() -> Option<Duration> {
     sd_notify::watchdog_enabled().map(|d| d / 2)
 }
 
-/// The STATUS= text for the service's state, e.g. `online, 0 queued` or
-/// `offline 12 min, 3 queued, 1 dead`.
+/// The STATUS= text for the service's state, e.g. `online, 0 queued`,
+/// `offline 12 min, 3 queued, 1 dead` or
+/// `backend refuses the token: fix /etc/wxcardd/api-headers, 3 queued`.
 pub fn status_text(status: &ServiceStatus, now_ms: u64) -> String {
     let mut text = match status.offline_since_ms {
+        _ if status.backend == BackendState::CredentialsRefused => {
+            "backend refuses the token: fix /etc/wxcardd/api-headers".to_owned()
+        }
         None if status.online => "online".to_owned(),
         Some(since) => format!("offline {} min", now_ms.saturating_sub(since) / 60_000),
         None => "offline".to_owned(),
@@ -72,6 +76,7 @@ mod tests {
     #[test]
     fn status_text_reads_as_the_unit_documents() {
         let mut s = ServiceStatus {
+            backend: BackendState::Online,
             online: true,
             offline_since_ms: None,
             consecutive_failures: 0,
@@ -88,6 +93,11 @@ mod tests {
         assert_eq!(
             status_text(&s, 1_000 + 12 * 60_000 + 5),
             "offline 12 min, 3 queued, 1 dead"
+        );
+        s.backend = BackendState::CredentialsRefused;
+        assert_eq!(
+            status_text(&s, 0),
+            "backend refuses the token: fix /etc/wxcardd/api-headers, 3 queued, 1 dead"
         );
     }
 }

@@ -1,5 +1,8 @@
 //! Runs the configured scanners, each in its own task, and feeds their events to the engine.
 //!
+//! All scanners send into one channel and one consumer hands scans to the engine in the
+//! order they arrive, so scan ids and `scan` events follow read order across the daemon.
+//!
 //! A scanner that is unplugged is an event (`scanner` disconnected), never a restart; the
 //! hal backend reopens it by path. On SIGHUP the set is replaced only if `[[scanner]]`
 //! changed.
@@ -99,13 +102,14 @@ async fn consume(mut rx: mpsc::Receiver<ScannerMessage>, engine: Arc<Engine>) {
                 );
             }
             ScannerEvent::Scan(scan) => {
+                // The id and the `scan` event now, in read order; the lookup on its own task,
+                // so a slow one never holds up the next scan's event. The engine puts the
+                // outcomes back in scan order.
+                let ticket =
+                    engine.begin_scan(scan.scanner.as_str(), scan.code.as_str(), scan.symbology);
                 let engine = Arc::clone(&engine);
-                // A lookup may wait on the network: never hold up the next scan's event.
                 tokio::spawn(async move {
-                    let symbology = scan.symbology;
-                    let _ = engine
-                        .on_scan(scan.scanner.as_str(), scan.code.as_str(), symbology)
-                        .await;
+                    let _ = engine.finish_scan(ticket).await;
                 });
             }
         }

@@ -80,6 +80,17 @@ impl Breaker {
         }
     }
 
+    /// Opens the breaker at once, whatever the count (the backend refused the credentials:
+    /// asking again with the same token cannot help). The next success closes it.
+    pub fn trip(&mut self, now: Instant) -> Option<Transition> {
+        self.consecutive_failures = self.consecutive_failures.saturating_add(1);
+        if self.state == BreakerState::Closed {
+            self.state = BreakerState::Open { since: now };
+            return Some(Transition::WentOffline);
+        }
+        None
+    }
+
     /// Records a transport failure or a server fault.
     pub fn record_failure(&mut self, now: Instant) -> Option<Transition> {
         self.consecutive_failures = self.consecutive_failures.saturating_add(1);
@@ -116,6 +127,19 @@ mod tests {
         );
         assert!(b.is_closed());
         assert_eq!(b.record_success(later), None);
+    }
+
+    #[test]
+    fn a_trip_opens_at_once_and_a_success_closes() {
+        let t0 = Instant::now();
+        let mut b = Breaker::new(3);
+        assert_eq!(b.trip(t0), Some(Transition::WentOffline));
+        assert_eq!(b.trip(t0), None);
+        assert!(!b.is_closed());
+        assert!(matches!(
+            b.record_success(t0),
+            Some(Transition::WentOnline { .. })
+        ));
     }
 
     #[test]

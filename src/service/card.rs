@@ -1,6 +1,6 @@
 //! The card service proper: lookups, writes, the outbox and the background replay.
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
 use rand::SeedableRng;
@@ -11,12 +11,14 @@ use super::backoff::Backoff;
 use super::breaker::{Breaker, Transition};
 use super::clock::Clock;
 use super::types::{
-    CachedAnswer, Lookup, LookupAnswer, OutboxRow, QueuedWrite, ServiceEvent, ServiceStatus,
-    Source, WriteOutcome,
+    BackendState, CachedAnswer, DeadKind, Lookup, LookupAnswer, OutboxRow, QueuedWrite, RowState,
+    ServiceEvent, ServiceStatus, Source, WriteOutcome,
 };
 use super::{ServiceConfig, ServiceError};
 use crate::api::{ApiError, CardIssueOrder, Client, MemberInfo, PayCode, Status};
-use crate::store::{CardKeys, OutboxId, Store, StoreError};
+use wxcard_hal::text::untrusted;
+
+use crate::store::{CardKeys, DeadReason, DeadState, OutboxId, OutboxItem, Store, StoreError};
 
 /// The card service. Cheap to clone; clones share everything.
 #[derive(Clone)]
@@ -25,7 +27,9 @@ pub struct CardService {
 }
 
 struct Inner {
-    client: Client,
+    /// Replaced on reload (a re-read token file); each call works on a clone (cheap: the
+    /// connection pool is shared).
+    client: RwLock<Client>,
     store: Arc<Store>,
     config: ServiceConfig,
     clock: Arc<dyn Clock>,
@@ -40,12 +44,16 @@ struct Inner {
 struct Health {
     breaker: Breaker,
     offline_since_ms: Option<u64>,
+    /// The backend's last word on the token: 401 or 403 while it refuses it.
+    credentials_refused: Option<u16>,
 }
 
 /// How a call to the backend ended, for the breaker.
 enum Reached {
     Yes,
     No,
+    /// It answered, refusing the credentials (the HTTP status).
+    Refused(u16),
 }
 
 impl CardService {
@@ -59,11 +67,12 @@ impl CardService {
         let (events, _) = broadcast::channel(256);
         CardService {
             inner: Arc::new(Inner {
-                client,
+                client: RwLock::new(client),
                 store,
                 health: Mutex::new(Health {
                     breaker: Breaker::new(config.breaker_failures),
                     offline_since_ms: None,
+                    credentials_refused: None,
                 }),
                 config,
                 clock,
@@ -72,6 +81,13 @@ impl CardService {
                 write_order: Mutex::new(()),
             }),
         }
+    }
+
+    /// Replaces the API client (a reload re-read the token file or the `[api]` settings).
+    /// Requests already sent finish with the old one; if the backend refused the old token,
+    /// the probe tries the new one at its next tick.
+    pub fn replace_client(&self, client: Client) {
+        *self.inner.client.write().unwrap_or_else(|p| p.into_inner()) = client;
     }
 
     /// Online/offline changes and outbox deliveries.
@@ -159,7 +175,7 @@ impl CardService {
         let wx = wx_code.to_owned();
         blocking(move || {
             let result = inner
-                .client
+                .client()
                 .get_pay_code(&wx, Some(inner.config.lookup_deadline()));
             inner.note(reached(&result));
             result
@@ -175,6 +191,7 @@ impl CardService {
             let now = inner.clock.now_ms();
             let health = inner.health();
             Ok(ServiceStatus {
+                backend: health.backend_state(),
                 online: health.breaker.is_closed(),
                 offline_since_ms: health.offline_since_ms,
                 consecutive_failures: health.breaker.consecutive_failures(),
@@ -187,53 +204,80 @@ impl CardService {
         .await
     }
 
-    /// Pending writes (in replay order), then dead letters. No personal data.
+    /// Every outbox row, pending (in replay order) then dead letters, readable or not: a
+    /// damaged entry is a row that says so, never a failure of the whole list. No personal
+    /// data.
     pub async fn outbox_list(&self) -> Result<Vec<OutboxRow>, ServiceError> {
         let inner = Arc::clone(&self.inner);
         blocking(move || {
-            let mut rows = Vec::new();
-            for entry in inner.store.pending::<QueuedWrite>() {
-                let entry = entry?;
-                rows.push(OutboxRow {
-                    entry: entry.id,
-                    endpoint: entry.value.endpoint(),
-                    summary: entry.value.summary(),
-                    enqueued_at_ms: entry.enqueued_at_ms,
-                    rejected: None,
-                });
-            }
-            for dead in inner.store.dead_letters::<QueuedWrite>() {
-                let dead = dead?;
-                rows.push(OutboxRow {
-                    entry: dead.id,
-                    endpoint: dead.value.endpoint(),
-                    summary: dead.value.summary(),
-                    enqueued_at_ms: dead.enqueued_at_ms,
-                    rejected: Some((Status::parse(&dead.status.to_string()), dead.message)),
-                });
-            }
-            Ok(rows)
+            Ok(inner
+                .store
+                .outbox_items::<QueuedWrite>()?
+                .into_iter()
+                .map(row)
+                .collect())
         })
         .await
     }
 
-    /// Moves a dead letter back to the outbox.
-    pub async fn outbox_retry(&self, entry: OutboxId) -> Result<(), ServiceError> {
+    /// Retries an entry: a dead letter goes back to the outbox (replayed next); a pending
+    /// one is tried now rather than after its backoff. Returns the row as it was.
+    pub async fn outbox_retry(&self, entry: OutboxId) -> Result<OutboxRow, ServiceError> {
         let inner = Arc::clone(&self.inner);
-        blocking(move || inner.store.retry_dead(entry)).await?;
+        let was = blocking(move || {
+            let _order = lock(&inner.write_order);
+            let item = inner
+                .store
+                .outbox_item::<QueuedWrite>(entry)?
+                .ok_or(ServiceError::NoEntry(entry))?;
+            if item.dead.is_some() {
+                inner.store.retry_dead(entry)?;
+            }
+            let was = row(item);
+            log::info!(
+                "outbox entry {entry} ({}) retried by an operator",
+                was.summary
+            );
+            Ok::<_, ServiceError>(was)
+        })
+        .await?;
         self.inner.wake_replay.notify_one();
-        Ok(())
+        Ok(was)
     }
 
-    /// Drops a dead letter (and its personal data) for good.
-    pub async fn outbox_drop(&self, entry: OutboxId) -> Result<bool, ServiceError> {
+    /// Drops an entry for good, pending or dead, readable or not, with the personal data it
+    /// holds (an operator's decision). Returns the row as it was.
+    pub async fn outbox_drop(&self, entry: OutboxId) -> Result<OutboxRow, ServiceError> {
         let inner = Arc::clone(&self.inner);
-        Ok(blocking(move || {
-            let dropped = inner.store.drop_dead(entry)?;
+        blocking(move || {
+            // The replay holds this lock while it sends: a pending entry is not dropped
+            // halfway through its delivery.
+            let _order = lock(&inner.write_order);
+            let item = inner
+                .store
+                .outbox_item::<QueuedWrite>(entry)?
+                .ok_or(ServiceError::NoEntry(entry))?;
+            let dropped = if item.dead.is_some() {
+                inner.store.drop_dead(entry)?
+            } else {
+                inner.store.drop_pending(entry)?
+            };
+            if !dropped {
+                return Err(ServiceError::NoEntry(entry));
+            }
             inner.store.sync()?;
-            Ok::<_, StoreError>(dropped)
+            let was = row(item);
+            log::warn!(
+                "outbox entry {entry} ({}, {}) dropped by an operator, with its personal data",
+                was.summary,
+                match was.state {
+                    RowState::Pending => "pending",
+                    RowState::Dead => "dead",
+                }
+            );
+            Ok(was)
         })
-        .await?)
+        .await
     }
 
     /// Drops the dead letters refused longer ago than `dead_letter_retention_s`, and the
@@ -251,10 +295,13 @@ impl CardService {
         blocking(move || {
             let now = inner.clock.now_ms();
             let mut expired = Vec::new();
-            for dead in inner.store.dead_letters::<QueuedWrite>() {
-                let dead = dead?;
-                if now.saturating_sub(dead.dead_at_ms) > retention_ms {
-                    expired.push((dead.id, dead.value.summary()));
+            for item in inner.store.outbox_items::<QueuedWrite>()? {
+                let Some(dead_at) = item.dead.as_ref().and_then(|d| d.dead_at_ms) else {
+                    continue;
+                };
+                if now.saturating_sub(dead_at) > retention_ms {
+                    let id = item.id;
+                    expired.push((id, row(item).summary));
                 }
             }
             for (id, summary) in &expired {
@@ -359,7 +406,7 @@ impl CardService {
             }
             let inner = Arc::clone(&self.inner);
             blocking(move || {
-                let result = inner.client.get_member_card(
+                let result = inner.client().get_member_card(
                     None,
                     &inner.config.probe_wx_code,
                     Some(inner.config.lookup_deadline()),
@@ -383,19 +430,56 @@ enum Replay {
     StoreFailed,
 }
 
+impl Health {
+    fn backend_state(&self) -> BackendState {
+        if self.credentials_refused.is_some() {
+            BackendState::CredentialsRefused
+        } else if self.breaker.is_closed() {
+            BackendState::Online
+        } else {
+            BackendState::Offline
+        }
+    }
+
+    /// Why nothing goes to the backend now, for a person.
+    fn unavailable(&self) -> String {
+        match self.credentials_refused {
+            Some(code) => {
+                format!("the backend refuses the token (HTTP {code}): fix /etc/wxcardd/api-headers")
+            }
+            None => "backend unreachable".to_owned(),
+        }
+    }
+}
+
 impl Inner {
     fn health(&self) -> MutexGuard<'_, Health> {
         self.health.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    fn client(&self) -> Client {
+        self.client
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     /// Records whether the backend answered, and publishes online/offline changes.
     fn note(&self, reached: Reached) {
         let now = Instant::now();
-        let transition = {
+        let (transition, newly_refused) = {
             let mut health = self.health();
+            let was_refused = health.credentials_refused.is_some();
             let t = match reached {
-                Reached::Yes => health.breaker.record_success(now),
+                Reached::Yes => {
+                    health.credentials_refused = None;
+                    health.breaker.record_success(now)
+                }
                 Reached::No => health.breaker.record_failure(now),
+                Reached::Refused(code) => {
+                    health.credentials_refused = Some(code);
+                    health.breaker.trip(now)
+                }
             };
             match t {
                 Some(Transition::WentOffline) => {
@@ -404,10 +488,24 @@ impl Inner {
                 Some(Transition::WentOnline { .. }) => health.offline_since_ms = None,
                 None => {}
             }
-            t
+            let newly_refused = match health.credentials_refused {
+                Some(code) if !was_refused => Some(code),
+                _ => None,
+            };
+            (t, newly_refused)
         };
+        if let Some(code) = newly_refused {
+            log::error!(
+                "the backend refuses the token (HTTP {code}): serving lookups from the cache, \
+                 queueing writes; fix /etc/wxcardd/api-headers (or api.headers_file), then \
+                 systemctl reload wxcardd"
+            );
+            let _ = self
+                .events
+                .send(ServiceEvent::CredentialsRefused { http_status: code });
+        }
         match transition {
-            Some(Transition::WentOffline) => {
+            Some(Transition::WentOffline) if newly_refused.is_none() => {
                 log::warn!("backend unreachable: serving lookups from the cache, queueing writes");
                 let _ = self.events.send(ServiceEvent::Offline);
             }
@@ -418,16 +516,18 @@ impl Inner {
                 });
                 self.wake_replay.notify_one();
             }
-            None => {}
+            _ => {}
         }
     }
 
     fn lookup(&self, wx_code: &str, card_id: Option<&str>) -> Result<Lookup, ServiceError> {
         let now = self.clock.now_ms();
         if self.health().breaker.is_closed() {
-            let result =
-                self.client
-                    .get_member_card(card_id, wx_code, Some(self.config.lookup_deadline()));
+            let result = self.client().get_member_card(
+                card_id,
+                wx_code,
+                Some(self.config.lookup_deadline()),
+            );
             self.note(reached(&result));
             let fresh = |answer| Lookup {
                 wx_code: wx_code.to_owned(),
@@ -465,7 +565,10 @@ impl Inner {
                 }) if !is_server_trouble(&status) => {
                     return Ok(fresh(LookupAnswer::Rejected { status, message }));
                 }
-                Err(e) => log::warn!("lookup falls back to the cache: {e}"),
+                Err(e) => log::warn!(
+                    "lookup falls back to the cache: {}",
+                    untrusted(&e.to_string())
+                ),
             }
         }
         self.answer_from_cache(wx_code, now)
@@ -492,13 +595,20 @@ impl Inner {
             stale: true,
             answer: LookupAnswer::Offline { reason },
         };
+        let why = {
+            let health = self.health();
+            match health.credentials_refused {
+                Some(_) => health.unavailable(),
+                None => "offline".to_owned(),
+            }
+        };
         let Some(cached) = cached else {
-            return Ok(offline("offline, and no data for this card".into()));
+            return Ok(offline(format!("{why}, and no data for this card")));
         };
         let age_ms = now.saturating_sub(cached.fetched_at_ms);
         if age_ms > self.config.max_offline_age_ms() {
             let mut answer = offline(format!(
-                "offline, and no recent data for this card (last seen {} h ago)",
+                "{why}, and no recent data for this card (last seen {} h ago)",
                 age_ms / 3_600_000
             ));
             answer.age_ms = age_ms;
@@ -528,9 +638,17 @@ impl Inner {
         let _order = lock(&self.write_order);
         // While older writes wait in the outbox, a new one queues behind them (an activation
         // must not overtake the creation it depends on).
-        let backlog = self.store.outbox_len()? > 0;
+        let backlog = self.store.outbox_len()?;
         let mut maybe_applied = false;
-        if self.health().breaker.is_closed() && !backlog {
+        let mut reason = {
+            let health = self.health();
+            if !health.breaker.is_closed() {
+                health.unavailable()
+            } else {
+                format!("{backlog} older writes are waiting to be sent first")
+            }
+        };
+        if self.health().breaker.is_closed() && backlog == 0 {
             let result = self.send(&write);
             self.note(reached(&result));
             match settle(write.endpoint(), result) {
@@ -540,8 +658,9 @@ impl Inner {
                 }
                 Verdict::Invalid(reason) => {
                     log::warn!(
-                        "{}: the backend refused the request: {reason}",
-                        write.summary()
+                        "{}: the backend refused the request: {}",
+                        write.summary(),
+                        untrusted(&reason)
                     );
                     return Ok(WriteOutcome::Invalid { reason });
                 }
@@ -549,7 +668,12 @@ impl Inner {
                     // A timeout may hide a write the backend did carry out; the replay's
                     // resend is then recognised as a duplicate (see the module docs).
                     maybe_applied = e.transport_kind() == Some(crate::api::TransportKind::Deadline);
+                    let e = untrusted(&e.to_string()).into_owned();
                     log::warn!("{}: queued: {e}", write.summary());
+                    reason = match self.health().credentials_refused {
+                        Some(_) => self.health().unavailable(),
+                        None => format!("backend unavailable: {e}"),
+                    };
                 }
             }
         }
@@ -566,15 +690,15 @@ impl Inner {
         if self.health().breaker.is_closed() {
             self.wake_replay.notify_one();
         }
-        Ok(WriteOutcome::Queued { entry })
+        Ok(WriteOutcome::Queued { entry, reason })
     }
 
     fn send(&self, write: &QueuedWrite) -> Result<Option<crate::api::CreatedMember>, ApiError> {
         let deadline = Some(self.config.write_deadline());
         match write {
-            QueuedWrite::Activate(m) => self.client.activate_member(m, deadline).map(|()| None),
-            QueuedWrite::Create(m) => self.client.create_member_card(m, deadline).map(Some),
-            QueuedWrite::Issue(o) => self.client.save_card_id(o, deadline).map(|()| None),
+            QueuedWrite::Activate(m) => self.client().activate_member(m, deadline).map(|()| None),
+            QueuedWrite::Create(m) => self.client().create_member_card(m, deadline).map(Some),
+            QueuedWrite::Issue(o) => self.client().save_card_id(o, deadline).map(|()| None),
         }
     }
 
@@ -593,6 +717,7 @@ impl Inner {
                 }
                 return Replay::Idle;
             }
+            Err(StoreError::Decode { id, reason, .. }) => return self.set_aside(id, &reason),
             Err(e) => {
                 log::error!("cannot read the outbox: {e}");
                 return Replay::StoreFailed;
@@ -620,9 +745,10 @@ impl Inner {
             }
         };
         log::warn!(
-            "outbox entry {} ({}) refused by the backend: {status}: {message}; moved to dead letters",
+            "outbox entry {} ({}) refused by the backend: {status}: {}; moved to dead letters",
             entry.id,
-            entry.value.summary()
+            entry.value.summary(),
+            untrusted(&message)
         );
         let code = i64::from(status.code().unwrap_or(0));
         match self
@@ -640,6 +766,34 @@ impl Inner {
             }
             Err(e) => {
                 log::error!("cannot settle outbox entry {}: {e}", entry.id);
+                Replay::StoreFailed
+            }
+        }
+    }
+
+    /// Moves an entry that cannot be read to the dead letters (raw bytes kept), so the
+    /// writes behind it go on.
+    fn set_aside(&self, entry: OutboxId, detail: &str) -> Replay {
+        match self
+            .store
+            .dead_letter_undecodable(entry, detail, self.clock.now_ms())
+        {
+            Ok(moved) => {
+                if moved {
+                    log::error!(
+                        "outbox entry {entry} cannot be read ({detail}): set aside as an undecodable \
+                         dead letter with its raw bytes; the writes behind it go on \
+                         (wxcardctl outbox; docs/store.md)"
+                    );
+                    let _ = self.events.send(ServiceEvent::Undecodable {
+                        entry,
+                        detail: detail.to_owned(),
+                    });
+                }
+                Replay::Progress
+            }
+            Err(e) => {
+                log::error!("cannot set aside unreadable outbox entry {entry}: {e}");
                 Replay::StoreFailed
             }
         }
@@ -693,6 +847,49 @@ fn settle(
     }
 }
 
+/// An outbox item as `outbox_list` shows it.
+fn row(item: OutboxItem<QueuedWrite>) -> OutboxRow {
+    let (endpoint, summary, undecodable) = match &item.value {
+        Ok(write) => (Some(write.endpoint()), write.summary(), None),
+        Err(why) => (
+            None,
+            "unreadable write (undecodable)".to_owned(),
+            Some(why.clone()),
+        ),
+    };
+    let (state, reason, rejected, undecodable) = match item.dead {
+        None => (RowState::Pending, None, None, undecodable),
+        Some(DeadState {
+            reason: DeadReason::Refused { status, message },
+            ..
+        }) => (
+            RowState::Dead,
+            Some(DeadKind::Rejected),
+            Some((Status::parse(&status.to_string()), message)),
+            undecodable,
+        ),
+        Some(DeadState {
+            reason: DeadReason::Undecodable { detail },
+            ..
+        }) => (
+            RowState::Dead,
+            Some(DeadKind::Undecodable),
+            None,
+            Some(detail),
+        ),
+    };
+    OutboxRow {
+        entry: item.id,
+        endpoint,
+        summary,
+        enqueued_at_ms: item.enqueued_at_ms,
+        state,
+        reason,
+        rejected,
+        undecodable,
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -710,6 +907,9 @@ fn reached<T>(result: &Result<T, ApiError>) -> Reached {
 }
 
 fn reached_err(e: &ApiError) -> Reached {
+    if let Some(code) = e.credentials_refused() {
+        return Reached::Refused(code);
+    }
     match e {
         ApiError::Business { status, .. } if !is_server_trouble(status) => Reached::Yes,
         // The backend answered about this request: it is up.

@@ -5,6 +5,10 @@
 //!   601/602/603/604) is cached in the store with the time it was fetched. When the backend is
 //!   unreachable the cache answers, marked `source: cache` with its age, `stale` past the
 //!   freshness window, and nothing older than the maximum offline age is served.
+//! - A backend that refuses the token (HTTP 401/403) is not an outage: it is the state
+//!   `credentials_refused` (status, event, log), the breaker opens at once (asking again
+//!   with the same token cannot help), lookups answer from the cache and writes queue until
+//!   the probe sees the backend accept again (a fixed token and a reload).
 //! - A circuit breaker stops lookups from waiting on a network that is down; a background
 //!   probe closes it when the backend answers again.
 //! - Writes are sent at once when the backend answers; otherwise they go into the store's
@@ -23,6 +27,10 @@
 //!   resend as a duplicate receipt, not a second application). If the vendor's backend
 //!   instead answers a business status, the resent entry becomes a dead letter with that
 //!   status, visible in `outbox_list`: never silently dropped, never silently applied twice.
+//!
+//! An entry the store cannot read (damaged bytes, the sealing key lost or replaced) is set
+//! aside as an `undecodable` dead letter, raw bytes kept, with an error log line and an
+//! `outbox` event: one bad entry never blocks the writes behind it.
 //!
 //! A business refusal (6xx, ...) or a request the backend refuses as malformed (HTTP 400,
 //! 413, 415, 422) moves the entry to the dead letters with the backend's status and message;
@@ -48,8 +56,8 @@ pub use breaker::{Breaker, BreakerState, Transition};
 pub use card::CardService;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use types::{
-    CachedAnswer, Lookup, LookupAnswer, OutboxRow, QueuedWrite, ServiceEvent, ServiceStatus,
-    Source, WriteOutcome,
+    BackendState, CachedAnswer, DeadKind, Lookup, LookupAnswer, OutboxRow, QueuedWrite, RowState,
+    ServiceEvent, ServiceStatus, Source, WriteOutcome,
 };
 
 use crate::store::StoreError;
@@ -131,6 +139,9 @@ pub enum ServiceError {
     /// The request is malformed (e.g. a wxCode with spaces); nothing was sent or queued.
     #[error("invalid request: {0}")]
     Invalid(String),
+    /// No pending write or dead letter has this id (delivered, dropped, or never queued).
+    #[error("no outbox entry {0} (pending or dead)")]
+    NoEntry(u64),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),

@@ -161,10 +161,13 @@ pub enum WriteOutcome {
         #[serde(skip_serializing_if = "Option::is_none")]
         created: Option<CreatedMember>,
     },
-    /// The backend is unreachable; the write is on disk and will be sent later.
+    /// Not sent now; the write is on disk and will be sent later.
     Queued {
         /// The outbox entry.
         entry: OutboxId,
+        /// Why it was not sent now, for a person (backend unreachable, the backend refuses
+        /// the token, older writes waiting).
+        reason: String,
     },
     /// The backend refused the request itself (HTTP 400 and the like). Not queued.
     Invalid {
@@ -186,6 +189,12 @@ pub enum WriteOutcome {
 pub enum ServiceEvent {
     /// The backend became unreachable (the breaker opened).
     Offline,
+    /// The backend refuses the token (HTTP 401/403): lookups answer from the cache, writes
+    /// queue, until it accepts again (a fixed token and `systemctl reload`).
+    CredentialsRefused {
+        /// The HTTP status, 401 or 403.
+        http_status: u16,
+    },
     /// The backend answers again.
     Online {
         /// How long it was unreachable.
@@ -209,11 +218,47 @@ pub enum ServiceEvent {
         /// The backend's message.
         message: String,
     },
+    /// A queued write could not be read or decoded: it was set aside as a dead letter with
+    /// its raw bytes, and the writes behind it go on.
+    Undecodable {
+        /// The outbox entry.
+        entry: OutboxId,
+        /// Why it cannot be read (never its contents).
+        detail: String,
+    },
+}
+
+impl ServiceEvent {
+    /// The control socket's event name for it: `backend` or `outbox`.
+    pub fn channel(&self) -> &'static str {
+        match self {
+            ServiceEvent::Offline
+            | ServiceEvent::Online { .. }
+            | ServiceEvent::CredentialsRefused { .. } => "backend",
+            ServiceEvent::Delivered { .. }
+            | ServiceEvent::DeadLettered { .. }
+            | ServiceEvent::Undecodable { .. } => "outbox",
+        }
+    }
+}
+
+/// How the backend is doing, as `status` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackendState {
+    /// It answers.
+    Online,
+    /// It is unreachable or answers garbage.
+    Offline,
+    /// It answers, but refuses the token (HTTP 401/403): fix the headers file.
+    CredentialsRefused,
 }
 
 /// The service's state for `status`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ServiceStatus {
+    /// `online`, `offline` or `credentials_refused`.
+    pub backend: BackendState,
     /// True while the breaker is closed.
     pub online: bool,
     /// When the backend became unreachable (unix ms), while offline.
@@ -230,18 +275,48 @@ pub struct ServiceStatus {
     pub oldest_pending_age_ms: Option<u64>,
 }
 
-/// One row of `outbox_list`.
+/// One row of `outbox_list`: every entry is listed, readable or not.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct OutboxRow {
     /// The entry id.
     pub entry: OutboxId,
-    /// The endpoint.
-    pub endpoint: Endpoint,
+    /// The endpoint; absent when the entry cannot be read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<Endpoint>,
     /// What it does, without personal data.
     pub summary: String,
-    /// When it was queued (unix ms).
-    pub enqueued_at_ms: u64,
-    /// For dead letters: the backend's status and message.
+    /// When it was queued (unix ms); absent when the entry's header cannot be read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enqueued_at_ms: Option<u64>,
+    /// Waiting to be sent, or set aside.
+    pub state: RowState,
+    /// Why a dead letter was set aside.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<DeadKind>,
+    /// For dead letters the backend refused: its status and message.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rejected: Option<(Status, String)>,
+    /// Why the entry cannot be read (never its contents), when it cannot.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub undecodable: Option<String>,
+}
+
+/// Whether an outbox row waits to be sent or was set aside.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RowState {
+    /// Waiting to be sent, in order.
+    Pending,
+    /// A dead letter: waits for an operator (retry or drop) or its retention to end.
+    Dead,
+}
+
+/// Why a dead letter was set aside.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeadKind {
+    /// The backend refused it (a business status, or the request as malformed).
+    Rejected,
+    /// It could not be read or decoded (damaged bytes, the sealing key lost or replaced).
+    Undecodable,
 }

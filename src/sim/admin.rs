@@ -31,6 +31,10 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
             get(get_faults).put(put_faults).delete(clear_faults),
         )
         .route("/admin/force", post(force))
+        .route(
+            "/admin/code-delays",
+            get(get_code_delays).put(put_code_delays),
+        )
         .route("/admin/counters", get(counters))
         .route("/admin/last-headers", get(last_headers))
         .route("/admin/reset", post(reset))
@@ -127,6 +131,27 @@ async fn force(State(s): AdminState, body: Bytes) -> Answer {
     s.forced().set(endpoint, status, count);
     log::info!("forcing status {status} on the next {count} {endpoint} requests");
     ok(faults_json(&s))
+}
+
+async fn get_code_delays(State(s): AdminState) -> Answer {
+    ok(json!(*s.code_delays()))
+}
+
+/// Replaces the per-wxCode read delays: `{"<wxCode>": ms, ...}` (`{}` clears them).
+async fn put_code_delays(State(s): AdminState, body: Bytes) -> Answer {
+    let usage = || bad(r#"expected {"<wxCode>": MS, ...}"#);
+    let v = parse(&body)?;
+    let mut delays = std::collections::BTreeMap::new();
+    for (code, ms) in v.as_object().ok_or_else(usage)? {
+        let ms = ms
+            .as_u64()
+            .filter(|ms| *ms <= super::fault::MAX_LATENCY_MS)
+            .ok_or_else(usage)?;
+        delays.insert(code.clone(), ms);
+    }
+    log::info!("read delays now on {} wxCode(s)", delays.len());
+    *s.code_delays() = delays;
+    ok(json!(*s.code_delays()))
 }
 
 async fn counters(State(s): AdminState) -> Answer {

@@ -70,6 +70,9 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
 }
 
 /// The HTML page of the `http500` fault, like a reverse proxy's error page.
+pub(crate) const HTML_401: &str = "<!DOCTYPE html>\n<html><head><title>401 Unauthorized\
+</title></head><body><h1>401 Unauthorized</h1><p>invalid or revoked token</p></body></html>\n";
+
 pub(crate) const HTML_500: &str = "<!DOCTYPE html>\n<html><head><title>500 Internal Server Error\
     </title></head><body><h1>Internal Server Error</h1><p>The server encountered an internal \
     error.</p><hr><address>wxcard-sim</address></body></html>\n";
@@ -90,6 +93,15 @@ async fn dispatch(shared: Arc<Shared>, endpoint: Endpoint, input: Input) -> Resp
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
+    let code_delay = match &input {
+        Input::Query(Ok(Query(p))) => p
+            .get("wxCode")
+            .and_then(|c| shared.code_delays().get(c).copied()),
+        _ => None,
+    };
+    if let Some(ms) = code_delay {
+        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+    }
     let mut faults = shared.faults.subscribe();
     let hangs = |f: &super::FaultsVersion| f.faults.for_endpoint(endpoint).0 == FaultMode::Hang;
     if hangs(&faults.borrow()) {
@@ -101,6 +113,7 @@ async fn dispatch(shared: Arc<Shared>, endpoint: Endpoint, input: Input) -> Resp
     if let Some((status, page)) = match mode {
         FaultMode::Http500 => Some((StatusCode::INTERNAL_SERVER_ERROR, HTML_500)),
         FaultMode::NotJson => Some((StatusCode::OK, HTML_PORTAL)),
+        FaultMode::Unauthorized => Some((StatusCode::UNAUTHORIZED, HTML_401)),
         _ => None,
     } {
         count_faulted(&shared, endpoint);

@@ -40,13 +40,15 @@ pub enum FaultMode {
     /// The request is applied and answered with a valid JSON envelope whose `message` makes
     /// the body [`OVERSIZED_BODY_BYTES`] long, streamed with its Content-Length.
     Oversized,
+    /// HTTP 401 (the token was revoked or is wrong); the request is not applied.
+    Unauthorized,
 }
 
 /// The body length of the `oversized` fault: 16 MiB.
 pub const OVERSIZED_BODY_BYTES: u64 = 16 << 20;
 
 impl FaultMode {
-    pub const ALL: [FaultMode; 9] = [
+    pub const ALL: [FaultMode; 10] = [
         FaultMode::None,
         FaultMode::Refuse,
         FaultMode::Http500,
@@ -56,6 +58,7 @@ impl FaultMode {
         FaultMode::NoStatus,
         FaultMode::NotJson,
         FaultMode::Oversized,
+        FaultMode::Unauthorized,
     ];
 
     /// The name used by the admin API and the command line.
@@ -70,6 +73,7 @@ impl FaultMode {
             FaultMode::NoStatus => "no_status",
             FaultMode::NotJson => "not_json",
             FaultMode::Oversized => "oversized",
+            FaultMode::Unauthorized => "unauthorized",
         }
     }
 }
@@ -89,7 +93,7 @@ impl FromStr for FaultMode {
             .ok_or_else(|| {
                 format!(
                     "unknown fault mode {s:?} (none, refuse, http500, truncated, string_status, \
-                     hang, no_status, not_json, oversized)"
+                     hang, no_status, not_json, oversized, unauthorized)"
                 )
             })
     }

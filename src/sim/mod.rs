@@ -124,6 +124,9 @@ pub(crate) struct Shared {
     /// The extra headers (any but the HTTP plumbing ones) of the last API request, so tests
     /// can see that the client's token arrives. In memory only, never logged.
     last_headers: Mutex<std::collections::BTreeMap<String, String>>,
+    /// Extra delay in ms before answering a read of these wxCodes (a slow first lookup,
+    /// for the daemon's ordering tests).
+    code_delays: Mutex<std::collections::BTreeMap<String, u64>>,
 }
 
 /// Locks a mutex, recovering from poisoning: a panicked request must not stop the sim.
@@ -143,6 +146,7 @@ impl Shared {
                 state: ListenState::Up,
             }),
             last_headers: Mutex::new(std::collections::BTreeMap::new()),
+            code_delays: Mutex::new(std::collections::BTreeMap::new()),
         }
     }
 
@@ -171,6 +175,11 @@ impl Shared {
     /// The extra headers of the last API request.
     pub fn last_headers(&self) -> std::collections::BTreeMap<String, String> {
         lock(&self.last_headers).clone()
+    }
+
+    /// The per-wxCode read delays in force.
+    pub fn code_delays(&self) -> MutexGuard<'_, std::collections::BTreeMap<String, u64>> {
+        lock(&self.code_delays)
     }
 
     pub fn state(&self) -> MutexGuard<'_, SimState> {
@@ -224,6 +233,7 @@ impl Shared {
 pub(crate) async fn reset_all(shared: &Shared) -> Result<(), SimError> {
     shared.state().reset();
     shared.forced().clear();
+    shared.code_delays().clear();
     shared.set_faults(Faults::default()).await?;
     log::info!("simulator reset");
     Ok(())

@@ -13,6 +13,11 @@ use super::{MAX_VALUE_BYTES, StoreError};
 /// Version byte at the start of every record this build writes.
 pub(crate) const RECORD_V1: u8 = 1;
 
+/// Version byte of a dead letter set aside because its pending record could not be read:
+/// version, dead-at (u64), reason (string), then the pending record's bytes exactly as they
+/// were (so a retry puts them back unchanged, e.g. once the right key file is restored).
+pub(crate) const RECORD_RAW_DEAD: u8 = 2;
+
 /// Why a record did not decode.
 #[derive(Debug)]
 pub(crate) struct DecodeError(pub(crate) String);
@@ -60,8 +65,11 @@ pub(crate) struct Writer(Vec<u8>);
 
 impl Writer {
     pub(crate) fn new(capacity: usize) -> Self {
+        Self::new_version(capacity, RECORD_V1)
+    }
+    pub(crate) fn new_version(capacity: usize, version: u8) -> Self {
         let mut v = Vec::with_capacity(capacity + 1);
-        v.push(RECORD_V1);
+        v.push(version);
         Writer(v)
     }
     pub(crate) fn u64(mut self, v: u64) -> Self {
@@ -91,8 +99,13 @@ pub(crate) struct Reader<'a>(&'a [u8]);
 impl<'a> Reader<'a> {
     /// Starts reading a record, checking its version byte.
     pub(crate) fn new(bytes: &'a [u8]) -> Result<Self, DecodeError> {
+        Self::new_version(bytes, RECORD_V1)
+    }
+
+    /// Starts reading a record that must carry version byte `version`.
+    pub(crate) fn new_version(bytes: &'a [u8], version: u8) -> Result<Self, DecodeError> {
         match bytes.split_first() {
-            Some((&RECORD_V1, rest)) => Ok(Reader(rest)),
+            Some((&v, rest)) if v == version => Ok(Reader(rest)),
             Some((v, _)) => Err(DecodeError(format!("unknown record version {v}"))),
             None => Err(DecodeError("empty record".into())),
         }

@@ -23,7 +23,9 @@
 //!   recently used card.
 //! - `outbox`: outbox id (u64 BE) -> header + sealed JSON value (`outbox.rs`, `seal.rs`); key
 //!   order is replay order.
-//! - `dead`: outbox id (u64 BE) -> dead-letter header (status, message, times) + sealed value.
+//! - `dead`: outbox id (u64 BE) -> dead-letter header (status, message, times) + sealed value,
+//!   or, for an entry set aside as undecodable, version 2: dead-at, reason, and the pending
+//!   record's bytes exactly as they were.
 //!
 //! Besides sled's files the directory holds `queued.count` (a sidecar, see `fsutil.rs`) and
 //! `outbox.key` (the sealing key, see `seal.rs`).
@@ -44,7 +46,9 @@ mod seal;
 pub use cache::{CachedCard, CardKeys};
 pub use error::StoreError;
 pub use open::{LostAcknowledged, OpenReport, Quarantined, QueuedCount};
-pub use outbox::{DeadLetter, OutboxEntry, OutboxId, OutboxStats};
+pub use outbox::{
+    DeadLetter, DeadReason, DeadState, OutboxEntry, OutboxId, OutboxItem, OutboxStats,
+};
 
 use std::fs::File;
 use std::path::{Path, PathBuf};

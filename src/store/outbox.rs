@@ -17,6 +17,14 @@
 //! was already settled): the retried write is replayed *next*, and the id the cashier was
 //! given stays the one the operator sees.
 //!
+//! **Damage never jams the queue.** An entry that cannot be read (bytes flipped or cut, the
+//! sealing key lost or replaced, a payload of another type) is moved aside whole by
+//! [`Store::dead_letter_undecodable`]: its raw bytes are kept in a dead letter marked
+//! undecodable, so the entries behind it replay, and [`Store::retry_dead`] puts the very
+//! same bytes back (useful once the right key file is restored). [`Store::outbox_items`]
+//! lists every row, readable or not, and never fails because one row is damaged. An operator
+//! may also drop a pending entry ([`Store::drop_pending`]).
+//!
 //! **Removal** ([`Store::remove_delivered`]) is not fsynced: a removal lost in a crash means
 //! one resend, which the service's at-least-once replay must recognise anyway. Call
 //! [`Store::sync`] after a batch. sled is log-structured, so a removed value's bytes stay in
@@ -28,7 +36,7 @@ use serde::de::DeserializeOwned;
 use sled::Transactional;
 use sled::transaction::ConflictableTransactionError;
 
-use super::codec::{self, Reader, Writer, key, parse_u64};
+use super::codec::{self, RECORD_RAW_DEAD, Reader, Writer, key, parse_u64};
 use super::meta::{self, TxError};
 use super::seal::{KEY_FILE, Sealer};
 use super::{Store, StoreError, fsutil};
@@ -60,6 +68,36 @@ pub struct DeadLetter<T> {
     /// The backend's message (truncated to 1 KiB).
     pub message: String,
     pub value: T,
+}
+
+/// Why a dead letter is dead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeadReason {
+    /// The backend refused it: its business status and message.
+    Refused { status: i64, message: String },
+    /// Its pending record could not be read or decoded; the raw bytes are kept as they were.
+    Undecodable { detail: String },
+}
+
+/// A dead letter's state in an [`OutboxItem`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadState {
+    /// When it was set aside (unix ms), if the record says.
+    pub dead_at_ms: Option<u64>,
+    /// Why.
+    pub reason: DeadReason,
+}
+
+/// One row of the outbox as an operator sees it, pending or dead, readable or not.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxItem<T> {
+    pub id: OutboxId,
+    /// When it was queued (unix ms), if the record's header can be read.
+    pub enqueued_at_ms: Option<u64>,
+    /// Set for a dead letter.
+    pub dead: Option<DeadState>,
+    /// The write, or why it cannot be read (never quoting the payload).
+    pub value: Result<T, String>,
 }
 
 /// Outbox lengths and age, from counters and the first key: no scan.
@@ -110,6 +148,107 @@ fn decode_dead<T: DeserializeOwned>(
         message,
         value,
     })
+}
+
+/// The reason text of a decode error (never the payload).
+fn decode_reason(e: StoreError) -> String {
+    match e {
+        StoreError::Decode { reason, .. } => reason,
+        other => other.to_string(),
+    }
+}
+
+/// The enqueue time in a pending record's header, if readable.
+fn pending_enqueued_at(bytes: &[u8]) -> Option<u64> {
+    Reader::new(bytes).and_then(|mut r| r.u64()).ok()
+}
+
+fn item_pending<T: DeserializeOwned>(sealer: &Sealer, id: u64, bytes: &[u8]) -> OutboxItem<T> {
+    OutboxItem {
+        id,
+        enqueued_at_ms: pending_enqueued_at(bytes),
+        dead: None,
+        value: decode_pending(sealer, id, bytes)
+            .map(|e| e.value)
+            .map_err(decode_reason),
+    }
+}
+
+/// The parts of a set-aside record: dead-at, reason, the original pending bytes.
+fn parse_raw_dead(bytes: &[u8]) -> Result<(u64, &str, &[u8]), codec::DecodeError> {
+    let mut r = Reader::new_version(bytes, RECORD_RAW_DEAD)?;
+    let dead_at = r.u64()?;
+    let reason = r.str()?;
+    Ok((dead_at, reason, r.rest()))
+}
+
+fn item_dead<T: DeserializeOwned>(sealer: &Sealer, id: u64, bytes: &[u8]) -> OutboxItem<T> {
+    if bytes.first() == Some(&RECORD_RAW_DEAD) {
+        return match parse_raw_dead(bytes) {
+            Ok((dead_at, reason, raw)) => OutboxItem {
+                id,
+                enqueued_at_ms: pending_enqueued_at(raw),
+                dead: Some(DeadState {
+                    dead_at_ms: Some(dead_at),
+                    reason: DeadReason::Undecodable {
+                        detail: reason.to_owned(),
+                    },
+                }),
+                value: decode_pending(sealer, id, raw)
+                    .map(|e| e.value)
+                    .map_err(decode_reason),
+            },
+            Err(e) => OutboxItem {
+                id,
+                enqueued_at_ms: None,
+                dead: Some(DeadState {
+                    dead_at_ms: None,
+                    reason: DeadReason::Undecodable {
+                        detail: e.0.clone(),
+                    },
+                }),
+                value: Err(e.0),
+            },
+        };
+    }
+    match decode_dead::<T>(sealer, id, bytes) {
+        Ok(d) => OutboxItem {
+            id,
+            enqueued_at_ms: Some(d.enqueued_at_ms),
+            dead: Some(DeadState {
+                dead_at_ms: Some(d.dead_at_ms),
+                reason: DeadReason::Refused {
+                    status: d.status,
+                    message: d.message,
+                },
+            }),
+            value: Ok(d.value),
+        },
+        Err(e) => {
+            // Whatever of the header can still be read.
+            let mut r = Reader::new(bytes).ok();
+            let enqueued_at_ms = r.as_mut().and_then(|r| r.u64().ok());
+            let dead_at_ms = r.as_mut().and_then(|r| r.u64().ok());
+            let status = r.as_mut().and_then(|r| r.i64().ok());
+            let message = r
+                .as_mut()
+                .and_then(|r| r.str().ok())
+                .unwrap_or_default()
+                .to_owned();
+            OutboxItem {
+                id,
+                enqueued_at_ms,
+                dead: Some(DeadState {
+                    dead_at_ms,
+                    reason: DeadReason::Refused {
+                        status: status.unwrap_or(0),
+                        message,
+                    },
+                }),
+                value: Err(decode_reason(e)),
+            }
+        }
+    }
 }
 
 fn truncate_message(m: &str) -> &str {
@@ -278,6 +417,17 @@ impl Store {
                     id,
                 }));
             };
+            if bytes.first() == Some(&RECORD_RAW_DEAD) {
+                // Set aside as undecodable: the original bytes go back as they were.
+                let (_, _, raw) =
+                    parse_raw_dead(&bytes).map_err(|e| abort(e.into_store("dead letter", id)))?;
+                outbox.insert(&key(id), raw)?;
+                let d = meta::tx_get(meta, meta::DEAD_COUNT)?;
+                meta::tx_set(meta, meta::DEAD_COUNT, d.saturating_sub(1))?;
+                let pending = meta::tx_get(meta, meta::OUTBOX_COUNT)?;
+                meta::tx_set(meta, meta::OUTBOX_COUNT, pending + 1)?;
+                return Ok(());
+            }
             let mut r = Reader::new(&bytes).map_err(|e| abort(e.into_store("dead letter", id)))?;
             let enqueued_at_ms = r
                 .u64()
@@ -323,6 +473,90 @@ impl Store {
         Ok(dropped)
     }
 
+    /// Moves a pending entry that cannot be read to the dead letters, its bytes kept exactly
+    /// as they were, with `detail` (why it could not be read). Works whatever the bytes are,
+    /// so one damaged entry never blocks the entries behind it. Returns whether it was
+    /// pending.
+    pub fn dead_letter_undecodable(
+        &self,
+        id: OutboxId,
+        detail: &str,
+        now_ms: u64,
+    ) -> Result<bool, StoreError> {
+        let detail = truncate_message(detail);
+        let moved =
+            (&self.outbox, &self.dead, &self.meta).transaction(|(outbox, dead, meta)| {
+                let Some(raw) = outbox.remove(&key(id))? else {
+                    return Ok(false);
+                };
+                let record = Writer::new_version(16 + detail.len() + raw.len(), RECORD_RAW_DEAD)
+                    .u64(now_ms)
+                    .str(detail)
+                    .rest(&raw);
+                dead.insert(&key(id), record)?;
+                let pending = meta::tx_get(meta, meta::OUTBOX_COUNT)?;
+                meta::tx_set(meta, meta::OUTBOX_COUNT, pending.saturating_sub(1))?;
+                let d = meta::tx_get(meta, meta::DEAD_COUNT)?;
+                meta::tx_set(meta, meta::DEAD_COUNT, d + 1)?;
+                Ok(true)
+            })?;
+        self.update_sidecar(None);
+        Ok(moved)
+    }
+
+    /// Deletes a pending entry for good (an operator's decision), readable or not. Returns
+    /// whether it was pending.
+    pub fn drop_pending(&self, id: OutboxId) -> Result<bool, StoreError> {
+        let dropped = (&self.outbox, &self.meta).transaction(|(outbox, meta)| {
+            if outbox.remove(&key(id))?.is_none() {
+                return Ok(false);
+            }
+            let pending = meta::tx_get(meta, meta::OUTBOX_COUNT)?;
+            meta::tx_set(meta, meta::OUTBOX_COUNT, pending.saturating_sub(1))?;
+            Ok(true)
+        })?;
+        self.update_sidecar(None);
+        if dropped {
+            self.shred_if_drained();
+        }
+        Ok(dropped)
+    }
+
+    /// Every row: pending entries in replay order, then dead letters, each readable or not.
+    /// Only a failure of sled itself fails the whole list; a damaged row is an item whose
+    /// `value` says why it cannot be read.
+    pub fn outbox_items<T: DeserializeOwned>(&self) -> Result<Vec<OutboxItem<T>>, StoreError> {
+        let sealer = self.sealer.read().unwrap_or_else(|p| p.into_inner());
+        let mut items = Vec::new();
+        for (tree, dead) in [(&self.outbox, false), (&self.dead, true)] {
+            for kv in tree.iter() {
+                let (k, v) = kv?;
+                let Some(id) = parse_u64(&k) else {
+                    log::error!("store: an outbox key of {} bytes is not an id", k.len());
+                    continue;
+                };
+                items.push(if dead {
+                    item_dead(&sealer, id, &v)
+                } else {
+                    item_pending(&sealer, id, &v)
+                });
+            }
+        }
+        Ok(items)
+    }
+
+    /// One row by id, pending or dead, readable or not.
+    pub fn outbox_item<T: DeserializeOwned>(
+        &self,
+        id: OutboxId,
+    ) -> Result<Option<OutboxItem<T>>, StoreError> {
+        let sealer = self.sealer.read().unwrap_or_else(|p| p.into_inner());
+        if let Some(v) = self.outbox.get(key(id))? {
+            return Ok(Some(item_pending(&sealer, id, &v)));
+        }
+        Ok(self.dead.get(key(id))?.map(|v| item_dead(&sealer, id, &v)))
+    }
+
     /// Pending writes (a counter, no scan).
     pub fn outbox_len(&self) -> Result<u64, StoreError> {
         meta::get(&self.meta, meta::OUTBOX_COUNT)
@@ -332,14 +566,8 @@ impl Store {
     pub fn outbox_stats(&self) -> Result<OutboxStats, StoreError> {
         let oldest_enqueued_at_ms = match self.outbox.first()? {
             None => None,
-            Some((k, v)) => {
-                let id = parse_u64(&k).unwrap_or(0);
-                Some(
-                    Reader::new(&v)
-                        .and_then(|mut r| r.u64())
-                        .map_err(|e| e.into_store("outbox entry", id))?,
-                )
-            }
+            // A damaged head entry has no age to report; the replay sets it aside.
+            Some((_, v)) => pending_enqueued_at(&v),
         };
         Ok(OutboxStats {
             pending: meta::get(&self.meta, meta::OUTBOX_COUNT)?,

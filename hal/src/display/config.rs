@@ -135,6 +135,9 @@ pub struct TerminalConfig {
     pub columns: Option<usize>,
     /// Rows, likewise; default 24.
     pub rows: Option<usize>,
+    /// Lines kept at the top of the terminal, above the customer's screen (the demo's
+    /// instructions); default none.
+    pub header: Vec<String>,
 }
 
 /// `[display.web]`.

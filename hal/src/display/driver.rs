@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use super::{CustomerDisplay, Screen};
+use super::{CustomerDisplay, DisplayError, Screen};
 
 /// How long to wait before retrying a display that failed.
 pub const RETRY: Duration = Duration::from_secs(5);
@@ -39,31 +39,56 @@ pub fn next_change(screen: &Screen, now: Instant) -> Option<Instant> {
     }
 }
 
+/// What a driver can show: a [`Screen`], or a screen with whatever the caller tags it with
+/// (the daemon tags each screen with the scan that caused it, and reads the tag back in
+/// [`drive_reporting`]'s reports to know what a display really drew).
+pub trait Shows: Clone + Send + Sync + 'static {
+    /// The screen itself.
+    fn screen(&self) -> &Screen;
+}
+
+impl Shows for Screen {
+    fn screen(&self) -> &Screen {
+        self
+    }
+}
+
 /// Shows every screen published on `screens` until its sender is dropped, then hands the
 /// display back.
-pub async fn drive<D: CustomerDisplay + 'static>(
+pub async fn drive<D: CustomerDisplay + 'static, S: Shows>(
+    display: D,
+    screens: watch::Receiver<S>,
+) -> D {
+    drive_reporting(display, screens, |_, _| {}).await
+}
+
+/// Like [`drive`], and calls `report` after every attempt to show a screen with what was
+/// shown and how it went, so the caller can tell which displays work and what they show.
+pub async fn drive_reporting<D: CustomerDisplay + 'static, S: Shows>(
     mut display: D,
-    mut screens: watch::Receiver<Screen>,
+    mut screens: watch::Receiver<S>,
+    mut report: impl FnMut(&S, Result<(), &DisplayError>) + Send,
 ) -> D {
     let mut failing = false;
     loop {
-        let screen = screens.borrow_and_update().clone();
+        let current = screens.borrow_and_update().clone();
         let at = now();
-        let shown = screen.clone();
+        let shown = current.clone();
         let (back, result) = tokio::task::spawn_blocking(move || {
-            let r = display.show(&shown, at);
+            let r = display.show(shown.screen(), at);
             (display, r)
         })
         .await
         .expect("display show panicked");
         display = back;
+        report(&current, result.as_ref().map(|_| ()));
         let wake = match result {
             Ok(()) => {
                 if failing {
                     log::info!("customer display {} works again", display.name());
                     failing = false;
                 }
-                next_change(&screen, at)
+                next_change(current.screen(), at)
             }
             Err(e) => {
                 if !failing {
@@ -93,7 +118,7 @@ pub async fn drive<D: CustomerDisplay + 'static>(
 mod tests {
     use super::*;
     use crate::display::view::{Texts, View};
-    use crate::display::{DisplayError, Message, PayCode};
+    use crate::display::{Message, PayCode};
     use tokio::sync::mpsc;
 
     /// Records what a customer would read: the heading and countdown, and when.

@@ -55,6 +55,16 @@ pub trait CustomerDisplay: Send {
     fn name(&self) -> &'static str;
 }
 
+impl<D: CustomerDisplay + ?Sized> CustomerDisplay for Box<D> {
+    fn show(&mut self, screen: &Screen, now: Instant) -> Result<(), DisplayError> {
+        (**self).show(screen, now)
+    }
+
+    fn name(&self) -> &'static str {
+        (**self).name()
+    }
+}
+
 /// What generic code needs to know about a display error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -193,7 +203,9 @@ pub fn open(config: &DisplayConfig) -> Result<Displays, DisplayError> {
     Ok(out)
 }
 
-fn open_one(
+/// Opens one backend of `config` (the daemon opens, retries and replaces each on its own).
+/// The web backend must be opened inside a tokio runtime.
+pub fn open_one(
     kind: BackendKind,
     config: &DisplayConfig,
     texts: &Texts,

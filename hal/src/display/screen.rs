@@ -36,8 +36,9 @@ pub struct CardSummary {
     pub card: MaskedCardNumber,
     /// Balance as the backend formatted it, e.g. `"¥128.50"`.
     pub balance: String,
-    /// Points as the backend sent them.
-    pub points: String,
+    /// Points as the backend sent them; `None` when it did not send any (the line is left
+    /// out rather than shown as a dash that reads like zero).
+    pub points: Option<String>,
     /// Whether the member gets member prices.
     pub member_price: bool,
     /// The discount as the backend sent it, e.g. `"9.5折"` or `"95%"`.

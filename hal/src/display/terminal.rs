@@ -34,6 +34,8 @@ pub struct TerminalDisplay {
     path: PathBuf,
     fallback: (usize, usize),
     texts: Texts,
+    /// Lines kept above the screen, control characters removed.
+    header: Vec<String>,
     /// Lines on screen now, to rewrite only what changed.
     shown: Option<(usize, usize, Vec<String>)>,
 }
@@ -64,6 +66,11 @@ impl TerminalDisplay {
             path,
             fallback,
             texts,
+            header: config
+                .header
+                .iter()
+                .map(|l| l.chars().filter(|c| !c.is_control()).collect())
+                .collect(),
             shown: None,
         })
     }
@@ -96,20 +103,26 @@ impl TerminalDisplay {
 impl CustomerDisplay for TerminalDisplay {
     fn show(&mut self, screen: &Screen, now: Instant) -> Result<(), DisplayError> {
         let (cols, rows) = self.size();
-        let lines = lay_out(&View::of(screen, &self.texts, now), cols, rows);
+        // The header keeps its rows (all but one, if the terminal is that small).
+        let top = self.header.len().min(rows.saturating_sub(1));
+        let lines = lay_out(&View::of(screen, &self.texts, now), cols, rows - top);
         let mut out = String::with_capacity(lines.iter().map(|l| l.len() + 12).sum::<usize>() + 16);
         match &self.shown {
             Some((c, r, old)) if *c == cols && *r == rows && old.len() == lines.len() => {
                 for (i, (new, old)) in lines.iter().zip(old).enumerate() {
                     if new != old {
-                        out.push_str(&format!("\x1b[{};1H\x1b[2K{new}{RESET}", i + 1));
+                        out.push_str(&format!("\x1b[{};1H\x1b[2K{new}{RESET}", top + i + 1));
                     }
                 }
             }
             _ => {
                 out.push_str("\x1b[?25l\x1b[0m\x1b[H\x1b[2J");
+                for (i, line) in self.header[..top].iter().enumerate() {
+                    let cut: String = line.chars().take(cols).collect();
+                    out.push_str(&format!("\x1b[{};1H{cut}", i + 1));
+                }
                 for (i, line) in lines.iter().enumerate() {
-                    out.push_str(&format!("\x1b[{};1H{line}{RESET}", i + 1));
+                    out.push_str(&format!("\x1b[{};1H{line}{RESET}", top + i + 1));
                 }
             }
         }
@@ -142,12 +155,22 @@ impl CustomerDisplay for TerminalDisplay {
 
 impl Drop for TerminalDisplay {
     fn drop(&mut self) {
-        // Give the terminal its cursor back (the demo ends on a usable shell).
-        if self.shown.is_some() {
-            let restore = b"\x1b[0m\x1b[?25h";
+        // Give the terminal its cursor back, at the start of the line below what was drawn
+        // (the demo ends on a usable shell, its prompt not in the middle of a line).
+        if let Some((_, rows, lines)) = &self.shown {
+            let used = self.header.len() + lines.len();
+            let restore = if used < *rows {
+                format!("\x1b[0m\x1b[?25h\x1b[{};1H", used + 1)
+            } else {
+                // The screen is full: start a fresh line below it (the terminal scrolls).
+                format!("\x1b[0m\x1b[?25h\x1b[{rows};1H\r\n")
+            };
             let _ = match &mut self.output {
-                Output::Stdout => std::io::stdout().write_all(restore),
-                Output::Tty(f) => f.write_all(restore),
+                Output::Stdout => {
+                    let mut out = std::io::stdout().lock();
+                    out.write_all(restore.as_bytes()).and_then(|()| out.flush())
+                }
+                Output::Tty(f) => f.write_all(restore.as_bytes()),
             };
         }
     }

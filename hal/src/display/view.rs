@@ -169,7 +169,12 @@ impl<'a> View<'a> {
                 v.rows = vec![
                     row("", c.card.to_string()),
                     row(&l.balance, c.balance.clone()),
-                    row(&l.points, c.points.clone()),
+                ];
+                // No points line when the backend did not say: "-" would read as zero.
+                if let Some(points) = &c.points {
+                    v.rows.push(row(&l.points, points.clone()));
+                }
+                v.rows.extend([
                     row(
                         &l.member_price,
                         if c.member_price {
@@ -179,7 +184,7 @@ impl<'a> View<'a> {
                         },
                     ),
                     row(&l.discount, c.discount.clone()),
-                ];
+                ]);
             }
             Screen::PayCode(p) if p.is_expired(now) => {
                 v.kind = "message";
@@ -223,7 +228,25 @@ impl<'a> View<'a> {
                 }
             }
         }
+        v.sanitize();
         v
+    }
+
+    /// Escapes control characters, escape sequences and bidi overrides in every text, and
+    /// caps its length: messages and values may come from the backend or the POS app, and a
+    /// terminal display would obey an escape sequence (see [`crate::text`]).
+    fn sanitize(&mut self) {
+        let clean = |s: &mut String| {
+            if let std::borrow::Cow::Owned(o) = crate::text::untrusted(s) {
+                *s = o;
+            }
+        };
+        clean(&mut self.heading);
+        clean(&mut self.digits);
+        for row in &mut self.rows {
+            clean(&mut row.label);
+            clean(&mut row.value);
+        }
     }
 
     /// Each row as one line of text (`"label  value"`, or just the value).
@@ -235,5 +258,64 @@ impl<'a> View<'a> {
                 format!("{}  {}", r.label, r.value)
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::display::{CardSummary, MaskedCardNumber};
+
+    fn card(points: Option<&str>) -> Screen {
+        Screen::Card(CardSummary {
+            card: MaskedCardNumber::new("M0001001A"),
+            balance: "128.50".into(),
+            points: points.map(str::to_owned),
+            member_price: true,
+            discount: "0.95".into(),
+        })
+    }
+
+    #[test]
+    fn points_are_shown_when_given_and_their_line_left_out_otherwise() {
+        let texts = Texts::default();
+        let now = Instant::now();
+        let label = &texts.labels.points;
+        let (some, none) = (card(Some("1200")), card(None));
+        let with = View::of(&some, &texts, now);
+        assert!(
+            with.rows
+                .iter()
+                .any(|r| &r.label == label && r.value == "1200")
+        );
+        let without = View::of(&none, &texts, now);
+        assert!(without.rows.iter().all(|r| &r.label != label));
+        assert!(without.rows.iter().all(|r| r.value != "-"));
+        assert_eq!(without.rows.len() + 1, with.rows.len());
+    }
+}
+
+#[cfg(test)]
+mod sanitize_tests {
+    use super::*;
+
+    #[test]
+    fn a_message_reaches_every_display_escaped_and_capped() {
+        let hostile = format!(
+            "lost\n<0>FORGED \u{1b}[2J\u{85}\u{202e}x{}",
+            "y".repeat(500)
+        );
+        let screen = Screen::Message(Message::Error(hostile));
+        let view = View::of(&screen, &Texts::default(), Instant::now());
+        let value = &view.rows[0].value;
+        assert!(!value.chars().any(crate::text::is_unsafe), "{value:?}");
+        assert!(
+            value.starts_with("lost\\u{a}<0>FORGED \\u{1b}[2J"),
+            "{value:?}"
+        );
+        assert!(
+            value.ends_with('…') && !value.contains(&"y".repeat(300)),
+            "{value}"
+        );
     }
 }

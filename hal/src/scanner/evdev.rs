@@ -1,10 +1,14 @@
 //! USB HID keyboard-wedge scanners, read through evdev (`/dev/input/event*`).
 //!
 //! Two parts, so the decoding can be tested from recorded bytes:
-//! - [`EventDecoder`] and [`Wedge`]: no IO. The kernel's 64-bit `struct input_event` records
-//!   (24 bytes: timeval, type, code, value, little-endian) are parsed with nom from bytes in
-//!   any chunks, and key presses are typed through the US [`Keyboard`] table into the shared
-//!   frame parser; Enter and Tab end a scan.
+//! - [`EventDecoder`] and [`Wedge`]: no IO. The kernel's `struct input_event` records
+//!   (timestamp, type, code, value, little-endian) are parsed with nom from bytes in any
+//!   chunks, and key presses are typed through the US [`Keyboard`] table into the shared frame
+//!   parser; Enter and Tab end a scan. The record's size depends on the platform: its two
+//!   timestamp fields are C `long`s, so it is 24 bytes on 64-bit tills (x86_64, arm64) and 16
+//!   on 32-bit ones (armhf, i386, also with a 64-bit `time_t`). The layout is taken from the
+//!   platform (`libc::input_event`) as [`EventLayout::NATIVE`], and the decoder takes it as a
+//!   parameter, so both forms are tested on any machine.
 //! - The live device: `open` the path (best a `/dev/input/by-id/...-event-kbd` symlink), grab
 //!   it with `EVIOCGRAB` so scans never type into the POS screen, and read it through tokio's
 //!   `AsyncFd`. A removed device fails reads with ENODEV, and the shared reopen loop takes over.
@@ -17,7 +21,7 @@ use std::{
 
 use nom::{
     IResult, Parser,
-    number::complete::{le_i32, le_i64, le_u16},
+    number::complete::{le_i32, le_i64, le_u16, le_u32},
 };
 use serde::Deserialize;
 use tokio::io::unix::AsyncFd;
@@ -29,8 +33,36 @@ use super::{
     scanner_name,
 };
 
-/// Size of `struct input_event` on 64-bit Linux.
-pub const EVENT_SIZE: usize = 24;
+/// The layout of the kernel's `struct input_event`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventLayout {
+    /// 32-bit `long` timestamp fields (armhf, i386): 16 bytes.
+    Long32,
+    /// 64-bit `long` timestamp fields (x86_64, arm64): 24 bytes.
+    Long64,
+}
+
+impl EventLayout {
+    /// This platform's layout, from `libc::input_event`.
+    pub const NATIVE: EventLayout = match std::mem::size_of::<libc::input_event>() {
+        16 => EventLayout::Long32,
+        24 => EventLayout::Long64,
+        _ => panic!("struct input_event is neither 16 nor 24 bytes on this platform"),
+    };
+
+    /// The record size in bytes.
+    pub const fn size(self) -> usize {
+        match self {
+            EventLayout::Long32 => 16,
+            EventLayout::Long64 => 24,
+        }
+    }
+}
+
+/// Size of `struct input_event` on this platform.
+pub const EVENT_SIZE: usize = EventLayout::NATIVE.size();
+/// The largest record of any layout.
+const MAX_EVENT_SIZE: usize = 24;
 /// `EV_KEY`: a key press, release or autorepeat.
 pub const EV_KEY: u16 = 1;
 
@@ -50,21 +82,45 @@ pub struct InputEvent {
 }
 
 impl InputEvent {
-    /// The 24 bytes the kernel would send for this event (for captures and tests).
+    /// The bytes this platform's kernel would send for this event (for captures and tests).
     pub fn to_bytes(&self) -> [u8; EVENT_SIZE] {
         let mut out = [0; EVENT_SIZE];
-        out[..8].copy_from_slice(&self.sec.to_le_bytes());
-        out[8..16].copy_from_slice(&self.usec.to_le_bytes());
-        out[16..18].copy_from_slice(&self.kind.to_le_bytes());
-        out[18..20].copy_from_slice(&self.code.to_le_bytes());
-        out[20..].copy_from_slice(&self.value.to_le_bytes());
+        out.copy_from_slice(&self.to_bytes_in(EventLayout::NATIVE));
+        out
+    }
+
+    /// The bytes a kernel with `layout` would send (timestamps truncated to 32 bits for
+    /// [`EventLayout::Long32`], as such a kernel keeps them).
+    pub fn to_bytes_in(&self, layout: EventLayout) -> heapless::Vec<u8, MAX_EVENT_SIZE> {
+        let mut out = heapless::Vec::new();
+        // Cannot overflow: at most 24 bytes go in.
+        match layout {
+            EventLayout::Long32 => {
+                let _ = out.extend_from_slice(&(self.sec as u32).to_le_bytes());
+                let _ = out.extend_from_slice(&(self.usec as u32).to_le_bytes());
+            }
+            EventLayout::Long64 => {
+                let _ = out.extend_from_slice(&self.sec.to_le_bytes());
+                let _ = out.extend_from_slice(&self.usec.to_le_bytes());
+            }
+        }
+        let _ = out.extend_from_slice(&self.kind.to_le_bytes());
+        let _ = out.extend_from_slice(&self.code.to_le_bytes());
+        let _ = out.extend_from_slice(&self.value.to_le_bytes());
         out
     }
 }
 
-fn input_event(input: &[u8]) -> IResult<&[u8], InputEvent> {
-    let (input, (sec, usec, kind, code, value)) =
-        (le_i64, le_i64, le_u16, le_u16, le_i32).parse(input)?;
+fn input_event(input: &[u8], layout: EventLayout) -> IResult<&[u8], InputEvent> {
+    let (input, (sec, usec)) = match layout {
+        // The kernel's fields are unsigned longs.
+        EventLayout::Long32 => {
+            let (input, (sec, usec)) = (le_u32, le_u32).parse(input)?;
+            (input, (i64::from(sec), i64::from(usec)))
+        }
+        EventLayout::Long64 => (le_i64, le_i64).parse(input)?,
+    };
+    let (input, (kind, code, value)) = (le_u16, le_u16, le_i32).parse(input)?;
     Ok((
         input,
         InputEvent {
@@ -77,35 +133,46 @@ fn input_event(input: &[u8]) -> IResult<&[u8], InputEvent> {
     ))
 }
 
-/// Splits a byte stream into `input_event` records, whatever the chunking.
-#[derive(Debug, Clone, Default)]
+/// Splits a byte stream into `input_event` records of one layout, whatever the chunking.
+#[derive(Debug, Clone)]
 pub struct EventDecoder {
-    partial: heapless::Vec<u8, EVENT_SIZE>,
+    layout: EventLayout,
+    partial: heapless::Vec<u8, MAX_EVENT_SIZE>,
+}
+
+impl Default for EventDecoder {
+    fn default() -> Self {
+        EventDecoder::new(EventLayout::NATIVE)
+    }
 }
 
 impl EventDecoder {
-    /// A decoder at a record boundary.
-    pub fn new() -> Self {
-        EventDecoder::default()
+    /// A decoder of `layout` records at a record boundary.
+    pub fn new(layout: EventLayout) -> Self {
+        EventDecoder {
+            layout,
+            partial: heapless::Vec::new(),
+        }
     }
 
     /// Feeds bytes; `emit` gets every record they complete.
     pub fn push(&mut self, mut bytes: &[u8], emit: &mut impl FnMut(InputEvent)) {
+        let size = self.layout.size();
         if !self.partial.is_empty() {
-            let take = (EVENT_SIZE - self.partial.len()).min(bytes.len());
+            let take = (size - self.partial.len()).min(bytes.len());
             // Cannot overflow: `take` fills the record at most.
             let _ = self.partial.extend_from_slice(&bytes[..take]);
             bytes = &bytes[take..];
-            if self.partial.len() < EVENT_SIZE {
+            if self.partial.len() < size {
                 return;
             }
-            if let Ok((_, event)) = input_event(&self.partial) {
+            if let Ok((_, event)) = input_event(&self.partial, self.layout) {
                 emit(event);
             }
             self.partial.clear();
         }
-        while bytes.len() >= EVENT_SIZE {
-            match input_event(bytes) {
+        while bytes.len() >= size {
+            match input_event(bytes, self.layout) {
                 Ok((rest, event)) => {
                     emit(event);
                     bytes = rest;
@@ -125,9 +192,18 @@ pub struct Wedge {
 }
 
 impl Wedge {
-    /// A fresh wedge: no partial record, no modifier held, CapsLock off.
+    /// A fresh wedge for this platform's records: no partial record, no modifier held,
+    /// CapsLock off.
     pub fn new() -> Self {
         Wedge::default()
+    }
+
+    /// A fresh wedge for records of `layout` (tests of another platform's bytes).
+    pub fn with_layout(layout: EventLayout) -> Self {
+        Wedge {
+            decoder: EventDecoder::new(layout),
+            keyboard: Keyboard::default(),
+        }
     }
 
     /// Feeds raw evdev bytes read at `now` into `assembler`.
@@ -341,9 +417,8 @@ mod tests {
         assert_eq!(EVIOCGNAME, 0x8080_4506);
     }
 
-    #[test]
-    fn records_survive_any_split() {
-        let events: Vec<InputEvent> = (0..5)
+    fn events() -> Vec<InputEvent> {
+        (0..5)
             .map(|i| InputEvent {
                 sec: 1_700_000_000 + i,
                 usec: 999_999,
@@ -351,15 +426,74 @@ mod tests {
                 code: 30 + i as u16,
                 value: (i % 3) as i32,
             })
-            .collect();
-        let bytes: Vec<u8> = events.iter().flat_map(|e| e.to_bytes()).collect();
-        for split in 1..=bytes.len() {
-            let mut d = EventDecoder::new();
-            let mut out = Vec::new();
-            for chunk in bytes.chunks(split) {
-                d.push(chunk, &mut |e| out.push(e));
+            .collect()
+    }
+
+    #[test]
+    fn records_survive_any_split_in_both_layouts() {
+        for layout in [EventLayout::Long32, EventLayout::Long64] {
+            let bytes: Vec<u8> = events()
+                .iter()
+                .flat_map(|e| e.to_bytes_in(layout))
+                .collect();
+            assert_eq!(bytes.len(), 5 * layout.size());
+            for split in 1..=bytes.len() {
+                let mut d = EventDecoder::new(layout);
+                let mut out = Vec::new();
+                for chunk in bytes.chunks(split) {
+                    d.push(chunk, &mut |e| out.push(e));
+                }
+                assert_eq!(out, events(), "{layout:?}, chunks of {split}");
             }
-            assert_eq!(out, events, "chunks of {split}");
         }
+    }
+
+    /// The kernel's bytes, written out by hand as `linux/input.h` lays them out: a 32-bit
+    /// till sends 16-byte records, a 64-bit one 24-byte records.
+    #[test]
+    fn decodes_the_kernels_16_and_24_byte_records() {
+        // KEY_1 (2) press, at 1700000000.000123 s.
+        let long32: [u8; 16] = [
+            0x00, 0xf1, 0x53, 0x65, // tv_sec  (u32 LE 1700000000)
+            0x7b, 0x00, 0x00, 0x00, // tv_usec (123)
+            0x01, 0x00, // type EV_KEY
+            0x02, 0x00, // code KEY_1
+            0x01, 0x00, 0x00, 0x00, // value 1 (press)
+        ];
+        let long64: [u8; 24] = [
+            0x00, 0xf1, 0x53, 0x65, 0x00, 0x00, 0x00, 0x00, // tv_sec (i64 LE)
+            0x7b, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, // tv_usec
+            0x01, 0x00, 0x02, 0x00, 0x01, 0x00, 0x00, 0x00,
+        ];
+        let want = InputEvent {
+            sec: 1_700_000_000,
+            usec: 123,
+            kind: EV_KEY,
+            code: 2,
+            value: 1,
+        };
+        for (layout, bytes) in [
+            (EventLayout::Long32, &long32[..]),
+            (EventLayout::Long64, &long64[..]),
+        ] {
+            let mut out = Vec::new();
+            EventDecoder::new(layout).push(bytes, &mut |e| out.push(e));
+            assert_eq!(out, vec![want], "{layout:?}");
+            assert_eq!(&want.to_bytes_in(layout)[..], bytes, "{layout:?}");
+        }
+        // Read with the other layout, the same bytes are not this key press: the layout
+        // matters, and comes from the platform.
+        let mut out = Vec::new();
+        EventDecoder::new(EventLayout::Long64).push(&long32, &mut |e| out.push(e));
+        assert_ne!(out, vec![want]);
+    }
+
+    #[test]
+    fn the_native_layout_is_the_platforms() {
+        assert_eq!(
+            EventLayout::NATIVE.size(),
+            std::mem::size_of::<libc::input_event>()
+        );
+        assert_eq!(EVENT_SIZE, EventLayout::NATIVE.size());
     }
 }

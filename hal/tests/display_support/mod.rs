@@ -21,7 +21,7 @@ pub fn card() -> Screen {
     Screen::Card(CardSummary {
         card: MaskedCardNumber::new(CARD),
         balance: "¥128.50".into(),
-        points: "3120".into(),
+        points: Some("3120".into()),
         member_price: true,
         discount: "9.5折".into(),
     })

@@ -1,0 +1,239 @@
+//! Displays are devices too, with the real binary: a SIGHUP keeps working displays working
+//! and reports the ones that fail; a display that cannot open at start is retried, reported,
+//! and drawn with the current screen once it opens; a pay code with no display is an error.
+
+mod support;
+
+use std::path::Path;
+use std::process::Command as Process;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::{DaemonProcess, SimProcess, daemon_config, wait_event};
+use wxcardd::control::client::ControlClient;
+use wxcardd::control::protocol::{Command, ScanParams};
+
+const ACTIVE: &str = "812345678901234567";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn status(client: &mut ControlClient) -> Value {
+    client.request(&Command::Status).unwrap()["result"].clone()
+}
+
+/// Polls `status` until `want` holds (or fails after 20 s with the last status).
+fn wait_status(client: &mut ControlClient, what: &str, want: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let s = status(client);
+        if want(&s) {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "{what}: status is {s}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn display_config(shop: &str, web_port: u16, png: &Path) -> String {
+    format!(
+        "\n[display]\nbackends = [\"web\", \"png\"]\nshop_name = \"{shop}\"\n\n\
+         [display.web]\nlisten = \"127.0.0.1:{web_port}\"\n\n\
+         [display.png]\npath = \"{}\"\nwidth = 240\nheight = 320\n",
+        png.display()
+    )
+}
+
+fn kiosk_answers(port: u16) -> bool {
+    ureq::get(format!("http://127.0.0.1:{port}/"))
+        .call()
+        .is_ok_and(|r| r.status() == 200)
+}
+
+fn sighup(daemon: &mut DaemonProcess) {
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(daemon.child.id() as i32, libc::SIGHUP) };
+    daemon.wait_notify("READY=1");
+}
+
+#[test]
+fn reload_keeps_working_displays_and_reports_the_ones_that_fail() {
+    let dir = tempfile::tempdir().unwrap();
+    let png = dir.path().join("display.png");
+    let port = free_port();
+    let (config, socket) = daemon_config(
+        dir.path(),
+        "http://127.0.0.1:9/",
+        "",
+        &display_config("Shop one", port, &png),
+    );
+    let log = dir.path().join("log");
+    let mut daemon = DaemonProcess::start_logging_to(&config, &socket, &[], Some(&log));
+    let mut client = daemon.client();
+    wait_status(&mut client, "both displays up", |s| s["displays"] == 2);
+    assert!(kiosk_answers(port));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let before = loop {
+        if let Ok(bytes) = std::fs::read(&png) {
+            break bytes;
+        }
+        assert!(Instant::now() < deadline, "the PNG is drawn");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+
+    // A new shop name: both backends draw differently, so both are replaced.
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("Shop one", "Shop two");
+    std::fs::write(&config, text).unwrap();
+    sighup(&mut daemon);
+    let s = status(&mut client);
+    assert_eq!(s["displays"], 2, "after the reload: {s}");
+    assert!(kiosk_answers(port), "the kiosk page is served again");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::fs::read(&png).unwrap() == before {
+        assert!(Instant::now() < deadline, "the PNG shows the new shop name");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        logged.contains("customer display reloaded: 2 of 2 backend(s) working"),
+        "{logged}"
+    );
+
+    // The kiosk's new port is taken: the reload says so, the PNG keeps working, and the
+    // kiosk opens once the port is free.
+    let mut events = daemon.client();
+    events.request(&Command::Subscribe).unwrap();
+    let squatter = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = squatter.local_addr().unwrap().port();
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace(&format!(":{port}\""), &format!(":{taken}\""));
+    std::fs::write(&config, text).unwrap();
+    sighup(&mut daemon);
+    let s = status(&mut client);
+    assert_eq!(s["displays"], 1, "{s}");
+    let backends = s["display_backends"].as_array().unwrap();
+    let web = backends.iter().find(|b| b["backend"] == "web").unwrap();
+    assert_eq!(web["state"], "failing", "{s}");
+    assert!(web["reason"].as_str().unwrap().contains("in use"), "{s}");
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        logged.contains("customer display reloaded: 1 of 2 backend(s) working"),
+        "{logged}"
+    );
+    drop(squatter);
+    wait_event(&mut events, "the kiosk opens", |v| {
+        v["event"] == "display" && v["backend"] == "web" && v["state"] == "open"
+    });
+    assert!(kiosk_answers(taken));
+    assert_eq!(status(&mut client)["displays"], 2);
+}
+
+#[test]
+fn a_display_that_appears_late_is_opened_and_shows_the_current_screen() {
+    let sim = SimProcess::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let fb = dir.path().join("fb0");
+    let (w, h) = (240usize, 320usize);
+    let (config, socket) = daemon_config(
+        dir.path(),
+        &sim.base_url(),
+        "",
+        &format!(
+            "\n[display]\nbackends = [\"framebuffer\"]\n\n[display.framebuffer]\n\
+             device = \"{}\"\nwidth = {w}\nheight = {h}\nformat = \"xrgb8888\"\n",
+            fb.display()
+        ),
+    );
+    let daemon =
+        DaemonProcess::start_logging_to(&config, &socket, &[], Some(&dir.path().join("log")));
+    let mut client = daemon.client();
+    let s = wait_status(&mut client, "the framebuffer reported failing", |s| {
+        s["display_backends"][0]["state"] == "failing"
+    });
+    assert_eq!(s["displays"], 0);
+    assert!(
+        s["display_backends"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("fb0"),
+        "{s}"
+    );
+
+    // A scan while the display is missing: its card is what the display shows once it opens.
+    let scanned = client
+        .request(&Command::Scan(ScanParams {
+            code: ACTIVE.into(),
+            scanner: "manual".into(),
+        }))
+        .unwrap();
+    let scan_id = scanned["result"]["scan_id"].as_u64().expect("scan_id");
+    let mut events = daemon.client();
+    events.request(&Command::Subscribe).unwrap();
+    std::fs::write(&fb, vec![0u8; w * h * 4]).unwrap();
+    wait_event(&mut events, "the framebuffer opens", |v| {
+        v["event"] == "display" && v["backend"] == "framebuffer" && v["state"] == "open"
+    });
+    wait_status(&mut client, "the card drawn", |s| {
+        s["display_backends"][0]["scan_id"] == scan_id
+    });
+    assert_eq!(status(&mut client)["displays"], 1);
+    assert!(
+        std::fs::read(&fb).unwrap().iter().any(|b| *b != 0),
+        "pixels drawn"
+    );
+}
+
+#[test]
+fn a_pay_code_without_a_display_is_an_error_and_says_where_it_was_shown() {
+    let sim = SimProcess::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let (config, socket) = daemon_config(dir.path(), &sim.base_url(), "", "");
+    let _daemon = DaemonProcess::start(&config, &socket, &[]);
+    let out = Process::new(env!("CARGO_BIN_EXE_wxcardctl"))
+        .arg("--socket")
+        .arg(&socket)
+        .args(["paycode", ACTIVE])
+        .output()
+        .unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success(), "{said}");
+    assert!(said.contains("no customer display"), "{said}");
+    assert!(!said.contains("shown\n"), "{said}");
+
+    // With a display, the answer names it.
+    let dir = tempfile::tempdir().unwrap();
+    let png = dir.path().join("display.png");
+    let (config, socket) = daemon_config(
+        dir.path(),
+        &sim.base_url(),
+        "",
+        &format!(
+            "\n[display]\nbackends = [\"png\"]\n\n[display.png]\npath = \"{}\"\n",
+            png.display()
+        ),
+    );
+    let daemon = DaemonProcess::start(&config, &socket, &[]);
+    let mut client = daemon.client();
+    wait_status(&mut client, "png open", |s| s["displays"] == 1);
+    let out = Process::new(env!("CARGO_BIN_EXE_wxcardctl"))
+        .arg("--socket")
+        .arg(&socket)
+        .args(["paycode", ACTIVE])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("shown on png"), "{said}");
+}
