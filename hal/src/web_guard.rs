@@ -144,7 +144,9 @@ mod tests {
         assert_eq!(check_host(None, lo, false), Err(Refusal::MissingHost));
         // What a client sent is echoed and logged bounded and escaped.
         let hostile = format!("evil\n<0>forged\u{202e}{}", "x".repeat(500));
-        let said = check_host(Some(&hostile), lo, false).unwrap_err().to_string();
+        let said = check_host(Some(&hostile), lo, false)
+            .unwrap_err()
+            .to_string();
         assert!(!said.contains('\n') && !said.contains('\u{202e}'), "{said}");
         assert!(said.len() < 400, "{said}");
         let lan = addr("192.168.1.5:8765");
