@@ -310,9 +310,15 @@ struct Holder {
 
 impl Holder {
     fn start(socket: &Path, count: usize) -> Holder {
+        Self::run(HOLDER, &socket.to_string_lossy(), count)
+    }
+
+    /// Runs `script` as uid/gid 65534 with `target` and `count` as its arguments; returns once
+    /// it printed its summary line.
+    fn run(script: &str, target: &str, count: usize) -> Holder {
         let mut child = Command::new("/usr/bin/python3")
-            .args(["-c", HOLDER])
-            .arg(socket)
+            .args(["-c", script])
+            .arg(target)
             .arg(count.to_string())
             .uid(65534)
             .gid(65534)
@@ -656,4 +662,52 @@ fn a_crashing_daemon_writes_no_core() {
         !exit.core_dumped() && cores.is_empty(),
         "the daemon dumped core ({exit:?}, files {cores:?})"
     );
+}
+
+/// A python3 helper that opens `count` TCP connections to 127.0.0.1:PORT, sends nothing, and
+/// holds them until its standard input closes.
+const TCP_HOLDER: &str = r#"
+import json, socket, sys
+port, count = int(sys.argv[1]), int(sys.argv[2])
+socks = []
+for _ in range(count):
+    s = socket.create_connection(("127.0.0.1", port), timeout=2)
+    socks.append(s)
+print(json.dumps({"open": len(socks)}), flush=True)
+sys.stdin.read()
+"#;
+
+/// One local user holding as many kiosk connections as it can gets at most half of
+/// `max_clients`: the kiosk browser (another user) still gets the live screen.
+#[test]
+fn one_local_user_cannot_take_every_kiosk_slot() {
+    if !is_root() {
+        eprintln!("skipped: needs root to connect as another uid");
+        return;
+    }
+    let sim = SimProcess::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let extra = format!(
+        "\n[display]\nbackends = [\"web\"]\n[display.web]\nlisten = \"127.0.0.1:{port}\"\n"
+    );
+    let _daemon = Daemon::start(dir.path(), &sim, &extra, 256);
+    let holder = Holder::run(TCP_HOLDER, &port.to_string(), 40);
+    assert_eq!(holder.summary["open"], 40, "{}", holder.summary);
+    // Over its share, the holder's connections were answered 503 and closed; the kiosk's own
+    // request (this process, root) is served.
+    let mut kiosk = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    kiosk
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    kiosk
+        .write_all(format!("GET /events HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\r\n").as_bytes())
+        .unwrap();
+    let mut status = String::new();
+    BufReader::new(&kiosk).read_line(&mut status).unwrap();
+    assert!(
+        status.starts_with("HTTP/1.0 200") || status.starts_with("HTTP/1.1 200"),
+        "the kiosk browser is locked out: {status:?}"
+    );
+    drop(holder);
 }
