@@ -8,9 +8,9 @@
 //! - [`daemon`]: the wiring on tokio: scanners, display, signals, systemd notify, the demo.
 //! - [`config`]: the daemon's typed TOML configuration.
 //! - [`probe`]: the technician's one-shot check (`wxcardd probe`).
-//! - [`sim`]: a stateful simulator of the wxcard backend, for tests and the demo.
 //!
-//! Hardware (scanners in, screens out) lives in the `wxcard-hal` crate. ARCHITECTURE.md is
+//! Hardware (scanners in, screens out) lives in the `wxcard-hal` crate; the backend simulator
+//! (tests, `--demo`) in the `wxcard-sim` crate (sim/). ARCHITECTURE.md is
 //! the map.
 
 pub mod api;
@@ -19,5 +19,4 @@ pub mod control;
 pub mod daemon;
 pub mod probe;
 pub mod service;
-pub mod sim;
 pub mod store;

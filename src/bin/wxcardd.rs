@@ -40,6 +40,29 @@ enum Command {
 
 const EX_CONFIG: u8 = 78;
 
+/// `--demo`: the daemon on its built-in setup (the simulator in-process).
+#[cfg(feature = "demo")]
+fn demo() -> ExitCode {
+    match runtime().map(|rt| finish(rt, wxcardd::daemon::demo())) {
+        Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Err(e)) => {
+            eprintln!("wxcardd demo: {e:#}");
+            ExitCode::from(1)
+        }
+        Err(code) => code,
+    }
+}
+
+/// `--demo` in a build without the `demo` feature (the .deb's): says so.
+#[cfg(not(feature = "demo"))]
+fn demo() -> ExitCode {
+    eprintln!(
+        "wxcardd: this build has no demo (the `demo` cargo feature is off, as in the .deb); \
+         run `cargo run -- --demo` from the source tree"
+    );
+    ExitCode::from(2)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // The demo's terminal is the customer display: only errors may write over it.
@@ -77,14 +100,7 @@ fn main() -> ExitCode {
             println!("{}", report.text);
             ExitCode::from(u8::try_from(report.outcome.exit_code()).unwrap_or(1))
         }
-        None if cli.demo => match runtime().map(|rt| finish(rt, wxcardd::daemon::demo())) {
-            Ok(Ok(())) => ExitCode::SUCCESS,
-            Ok(Err(e)) => {
-                eprintln!("wxcardd demo: {e:#}");
-                ExitCode::from(1)
-            }
-            Err(code) => code,
-        },
+        None if cli.demo => demo(),
         None => {
             let config = match load() {
                 Ok(c) => c,

@@ -8,6 +8,7 @@
 //! reload never stops the daemon: whatever fails is logged and shown in STATUS=, and the
 //! daemon keeps running on its previous configuration.
 
+#[cfg(feature = "demo")]
 mod demo;
 mod display;
 mod engine;
@@ -24,6 +25,7 @@ use anyhow::Context;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{broadcast, watch};
 
+#[cfg(feature = "demo")]
 pub use demo::demo;
 pub use engine::Engine;
 
