@@ -74,9 +74,15 @@ fn main() -> ExitCode {
     wxcardd::daemon::logging::init(default_log);
     // Before the config (and the token file it names) is read.
     wxcardd::daemon::forbid_core_dumps();
+    let daemon = cli.command.is_none();
     let load = || {
         Config::load(&cli.config).map_err(|e| {
-            eprintln!("{e}");
+            if daemon {
+                // The daemon: through the logger, so the journal has it at priority err.
+                log::error!("{e}");
+            } else {
+                eprintln!("{e}");
+            }
             ExitCode::from(EX_CONFIG)
         })
     };
