@@ -8,6 +8,7 @@
 //! - [`daemon`]: the wiring on tokio: scanners, display, signals, systemd notify, the demo.
 //! - [`config`]: the daemon's typed TOML configuration.
 //! - [`probe`]: the technician's one-shot check (`wxcardd probe`).
+//! - [`setup`]: the technician's wizard that finds a scanner and writes its table (`wxcardd setup`).
 //!
 //! Hardware (scanners in, screens out) lives in the `wxcard-hal` crate; the backend simulator
 //! (tests, `--demo`) in the `wxcard-sim` crate (sim/). ARCHITECTURE.md is
@@ -19,4 +20,5 @@ pub mod control;
 pub mod daemon;
 pub mod probe;
 pub mod service;
+pub mod setup;
 pub mod store;

@@ -36,6 +36,8 @@ enum Command {
         #[arg(long)]
         card_id: Option<String>,
     },
+    /// Find the scanner (scan the code it shows) and write its `[[scanner]]` table.
+    Setup(wxcardd::setup::SetupArgs),
 }
 
 const EX_CONFIG: u8 = 78;
@@ -105,6 +107,16 @@ fn main() -> ExitCode {
             let report = wxcardd::probe::run(&config, &wx_code, card_id.as_deref());
             println!("{}", report.text);
             ExitCode::from(u8::try_from(report.outcome.exit_code()).unwrap_or(1))
+        }
+        Some(Command::Setup(args)) => {
+            match runtime().map(|rt| finish(rt, wxcardd::setup::run(args, &cli.config))) {
+                Ok(Ok(())) => ExitCode::SUCCESS,
+                Ok(Err(e)) => {
+                    eprintln!("wxcardd setup: {e:#}");
+                    ExitCode::from(1)
+                }
+                Err(code) => code,
+            }
         }
         None if cli.demo => demo(),
         None => {
