@@ -34,7 +34,13 @@ impl Daemon {
     /// Starts the daemon with `extra` config (after `[control] socket`) and at most `nofile`
     /// open files, and waits for READY=1.
     fn start(dir: &Path, sim: &SimProcess, extra: &str, nofile: u64) -> Daemon {
-        Self::start_with(dir, sim, extra, nofile, |_| {})
+        Self::start_with(dir, sim, extra, nofile, |command| {
+            // A non-dumpable daemon's /proc/PID/fd is root's only: as another user, let the
+            // test count its descriptors (a_crashing_daemon_writes_no_core keeps it off).
+            if !is_root() {
+                command.env("WXCARDD_CORE_DUMPS", "1");
+            }
+        })
     }
 
     /// [`Daemon::start`], with `tweak` applied to the command before it is spawned.
