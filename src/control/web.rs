@@ -659,20 +659,9 @@ fn subscribe<H>(
     let mut events = shared.events.subscribe();
     let out = out.clone();
     *forwarder = Some(tokio::spawn(async move {
-        let reason = loop {
-            match events.recv().await {
-                Ok(event) => match out.try_send(text_frame(&event)) {
-                    Ok(()) => {}
-                    Err(mpsc::error::TrySendError::Full(_)) => {
-                        break "too slow reading events: queue full, disconnected";
-                    }
-                    Err(mpsc::error::TrySendError::Closed(_)) => return,
-                },
-                Err(broadcast::error::RecvError::Lagged(_)) => {
-                    break "too slow reading events: missed some, disconnected";
-                }
-                Err(broadcast::error::RecvError::Closed) => return,
-            }
+        let Some(reason) = super::server::forward_events(&mut events, &out, text_frame).await
+        else {
+            return;
         };
         log::warn!("control.web: dropped a subscriber: {reason}");
         overrun.send_replace(Some(reason));
