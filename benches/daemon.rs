@@ -3,8 +3,8 @@
 //! control socket (cache hit and backend over HTTP), idle RSS, binary sizes, start to READY=1
 //! with 100,000 cached cards, and outbox replay throughput against the simulator.
 //!
-//! Run: `cargo bench --bench daemon` (cargo builds `wxcardd` and `wxcard-sim` in target/release
-//! first). `WXCARDD_BENCH_SCANS=N` changes the scans per variant (default 10,000),
+//! Run: `cargo bench --bench daemon` (cargo builds `wxcardd` in target/release first; the
+//! simulator runs in-process). `WXCARDD_BENCH_SCANS=N` changes the scans per variant (default 10,000),
 //! `WXCARDD_BENCH_WRITES=N` the queued writes (default 5,000), `WXCARDD_BENCH_ONLY=scan|ready|
 //! replay` runs one part, `WXCARDD_BENCH_DIR` puts the temporary stores on a given disk.
 //! Figures go to BENCHMARKS.md, "Daemon (end to end)".
@@ -27,7 +27,6 @@ use wxcardd::service::CachedAnswer;
 use wxcardd::store::{CardKeys, Store, StoreConfig};
 
 const DAEMON: &str = env!("CARGO_BIN_EXE_wxcardd");
-const SIM: &str = env!("CARGO_BIN_EXE_wxcard-sim");
 const CTL: &str = env!("CARGO_BIN_EXE_wxcardctl");
 /// Distinct cards in the simulator's card file for the scan runs.
 const SCAN_CARDS: u64 = 1_000;
@@ -44,7 +43,7 @@ fn wx_code(i: u64) -> String {
 }
 
 fn check_binaries() {
-    for bin in [DAEMON, SIM, CTL] {
+    for bin in [DAEMON, CTL] {
         assert!(
             Path::new(bin).exists(),
             "{bin} is missing: run `cargo build --release --bins` (or `cargo bench --bench daemon`, \
@@ -55,11 +54,15 @@ fn check_binaries() {
 
 // ---- processes ----------------------------------------------------------------------------
 
-/// The simulator process, started as the integration tests start it.
+/// The simulator, started as the integration tests start it (in this process, on a thread
+/// of its own: the daemon's CPU and context switches are read from its own /proc entry).
 fn start_sim(cards: Option<&Path>) -> SimProcess {
     match cards {
-        Some(file) => SimProcess::spawn(&["--cards", file.to_str().expect("a UTF-8 path")]),
-        None => SimProcess::spawn(&[]),
+        Some(file) => {
+            let text = std::fs::read_to_string(file).expect("the card file");
+            SimProcess::with_cards(wxcard_sim::parse_card_file(&text).expect("a card file"))
+        }
+        None => SimProcess::start(&[]),
     }
 }
 
@@ -444,7 +447,14 @@ fn bench_scans(scans: usize) {
 
 fn bench_sizes() {
     let dir = temp_dir();
-    for bin in [DAEMON, CTL, SIM] {
+    // `wxcard-sim` is another package's binary: measured when built next to `wxcardd`.
+    let sim = Path::new(DAEMON).with_file_name("wxcard-sim");
+    let sim = sim.to_str().expect("a UTF-8 path");
+    for bin in [DAEMON, CTL, sim] {
+        if !Path::new(bin).exists() {
+            println!("size {bin}: not built (cargo build --release -p wxcard-sim)");
+            continue;
+        }
         let size = std::fs::metadata(bin).unwrap().len();
         let copy = dir.path().join("stripped");
         std::fs::copy(bin, &copy).unwrap();

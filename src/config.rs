@@ -143,6 +143,8 @@ pub struct ControlConfig {
     /// Any uid but root's and the daemon's own may hold a quarter of them; those two have 8
     /// more beyond the cap.
     pub max_connections: usize,
+    /// `[control.web]`: the same protocol over a loopback WebSocket for browser POS apps.
+    pub web: crate::control::web::WebConfig,
 }
 
 impl Default for ControlConfig {
@@ -155,6 +157,7 @@ impl Default for ControlConfig {
             max_subscribers: 16,
             subscriber_queue: 256,
             max_connections: 64,
+            web: Default::default(),
         }
     }
 }
@@ -387,6 +390,9 @@ impl Config {
                 "paycode.refresh_before_s",
                 "must be less than paycode.ttl_s",
             );
+        }
+        if let Err((key, why)) = self.control.web.validate() {
+            return bad(key, why);
         }
         None
     }

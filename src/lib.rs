@@ -10,9 +10,10 @@
 //! - [`config`]: the daemon's typed TOML configuration.
 //! - [`report`]: `wxcardctl report`, the support report without secrets or member data.
 //! - [`probe`]: the technician's one-shot check (`wxcardd probe`).
-//! - [`sim`]: a stateful simulator of the wxcard backend, for tests and the demo.
+//! - [`setup`]: the technician's wizard that finds a scanner and writes its table (`wxcardd setup`).
 //!
-//! Hardware (scanners in, screens out) lives in the `wxcard-hal` crate. ARCHITECTURE.md is
+//! Hardware (scanners in, screens out) lives in the `wxcard-hal` crate; the backend simulator
+//! (tests, `--demo`) in the `wxcard-sim` crate (sim/). ARCHITECTURE.md is
 //! the map.
 
 pub mod api;
@@ -23,5 +24,5 @@ pub mod metrics;
 pub mod probe;
 pub mod report;
 pub mod service;
-pub mod sim;
+pub mod setup;
 pub mod store;

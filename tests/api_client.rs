@@ -3,11 +3,11 @@
 
 use std::time::Duration;
 
+use wxcard_sim::{BlockingSim, FaultMode, PayCodeCheck, SimConfig, Simulator};
 use wxcardd::api::{
     self, ApiConfig, ApiError, CardIssueDetail, CardIssueOrder, Client, MemberInfo, ServerFault,
     Status, TransportKind,
 };
-use wxcardd::sim::{BlockingSim, FaultMode, PayCodeCheck, SimConfig, Simulator};
 
 const ACTIVE: &str = "812345678901234567";
 const INACTIVE: &str = "812345678901234570";
@@ -97,7 +97,7 @@ fn activemember_changes_state_once() {
     client.activate_member(&member(INACTIVE), None).unwrap();
     let count = sim
         .counters()
-        .write(wxcardd::sim::Endpoint::ActiveMember, INACTIVE);
+        .write(wxcard_sim::Endpoint::ActiveMember, INACTIVE);
     assert_eq!((count.receipts, count.applications), (2, 1));
     assert_eq!(
         business(client.activate_member(&member(LOST), None).unwrap_err()),
@@ -161,7 +161,7 @@ fn every_documented_status_and_an_unknown_one_reach_the_caller() {
         .collect();
     codes.push(777);
     for code in codes {
-        sim.force_status(wxcardd::sim::Endpoint::GetMemberCard, code, 1);
+        sim.force_status(wxcard_sim::Endpoint::GetMemberCard, code, 1);
         let err = client.get_member_card(None, ACTIVE, None).unwrap_err();
         let status = business(err);
         assert_eq!(status, Status::from_code(u32::from(code)));
@@ -217,7 +217,7 @@ fn html_500_is_a_server_fault() {
         // Not applied.
         let count = sim
             .counters()
-            .write(wxcardd::sim::Endpoint::ActiveMember, INACTIVE);
+            .write(wxcard_sim::Endpoint::ActiveMember, INACTIVE);
         assert_eq!(count.applications, 0);
     });
 }

@@ -5,12 +5,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{broadcast, watch};
+use wxcard_sim::{CardState, FaultMode, SimConfig, SimHandle, Simulator};
 use wxcardd::api::{ApiConfig, Client, MemberInfo, Status};
 use wxcardd::service::{
     CardService, DeadKind, LookupAnswer, ManualClock, ServiceConfig, ServiceError, ServiceEvent,
     Source, WriteOutcome,
 };
-use wxcardd::sim::{CardState, FaultMode, SimConfig, SimHandle, Simulator};
 use wxcardd::store::{Store, StoreConfig};
 
 const ACTIVE: &str = "812345678901234567";
@@ -244,12 +244,9 @@ async fn writes_queue_offline_and_are_delivered_once_when_back() {
     }
     assert_eq!(delivered[0], entry);
     let counters = rig.sim.counters();
-    let activate = counters.write(wxcardd::sim::Endpoint::ActiveMember, INACTIVE);
+    let activate = counters.write(wxcard_sim::Endpoint::ActiveMember, INACTIVE);
     assert_eq!(activate.applications, 1);
-    let created = counters.write(
-        wxcardd::sim::Endpoint::CreateMemberCard,
-        "855500000000000007",
-    );
+    let created = counters.write(wxcard_sim::Endpoint::CreateMemberCard, "855500000000000007");
     assert_eq!(created.applications, 1);
     assert_eq!(rig.service.status().await.unwrap().outbox_pending, 0);
 
@@ -336,10 +333,7 @@ async fn a_full_outbox_refuses_the_write_and_queues_nothing() {
     let counters = rig.sim.counters();
     assert_eq!(
         counters
-            .write(
-                wxcardd::sim::Endpoint::CreateMemberCard,
-                "855500000000000199"
-            )
+            .write(wxcard_sim::Endpoint::CreateMemberCard, "855500000000000199")
             .receipts,
         0
     );

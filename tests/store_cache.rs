@@ -304,3 +304,93 @@ fn a_card_read_often_is_never_evicted_by_a_stream_of_new_cards() {
             .is_none()
     );
 }
+
+#[test]
+fn a_cache_hit_writes_nothing_to_sled() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("s");
+    // A small cache, so every card is always near eviction and worth moving in the LRU.
+    let (store, _) = Store::open(&dir, &small(4)).unwrap();
+    for i in 0..4 {
+        store
+            .put_card(
+                &CardKeys::both(format!("w{i}"), format!("c{i}")),
+                i,
+                &card("1"),
+            )
+            .unwrap();
+    }
+    let before = store.cache_writes();
+    for round in 0..50 {
+        for i in 0..4 {
+            let by_wx = store.get_card_by_wx::<Answer>(&format!("w{i}")).unwrap();
+            assert!(by_wx.is_some(), "w{i} in round {round}");
+            let by_code = store.get_card_by_code::<Answer>(&format!("c{i}")).unwrap();
+            assert!(by_code.is_some(), "c{i} in round {round}");
+        }
+    }
+    assert_eq!(
+        store.cache_writes() - before,
+        0,
+        "400 hits made sled writes"
+    );
+    // The reads still count as use: w0 read last of all makes w1 the eviction candidate
+    // (order of last reads: w1 c1 < w2 c2 < w3 c3 < w0).
+    assert!(store.get_card_by_wx::<Answer>("w0").unwrap().is_some());
+    store.put_card(&CardKeys::wx("w4"), 4, &card("1")).unwrap();
+    assert!(
+        store.get_card_by_wx::<Answer>("w1").unwrap().is_none(),
+        "w1 evicted"
+    );
+    for k in ["w0", "w2", "w3", "w4"] {
+        assert!(
+            store.get_card_by_wx::<Answer>(k).unwrap().is_some(),
+            "{k} kept"
+        );
+    }
+}
+
+#[test]
+fn reads_persisted_in_a_batch_and_reads_still_in_memory_both_count() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (store, _) = Store::open(tmp.path().join("s"), &small(1100)).unwrap();
+    for i in 0..1100 {
+        store
+            .put_card(&CardKeys::wx(format!("w{i}")), i, &card("1"))
+            .unwrap();
+    }
+    // More distinct reads than are kept in memory: most are written in one batch, the
+    // rest wait in memory for eviction to consult them.
+    for i in 0..1050 {
+        assert!(
+            store
+                .get_card_by_wx::<Answer>(&format!("w{i}"))
+                .unwrap()
+                .is_some()
+        );
+    }
+    for i in 1100..1150 {
+        store
+            .put_card(&CardKeys::wx(format!("w{i}")), i, &card("1"))
+            .unwrap();
+    }
+    assert_eq!(store.card_count().unwrap(), 1100);
+    for i in 1050..1100 {
+        assert!(
+            store
+                .get_card_by_wx::<Answer>(&format!("w{i}"))
+                .unwrap()
+                .is_none(),
+            "w{i}, never read, should be evicted"
+        );
+    }
+    for i in (0..1050).chain(1100..1150) {
+        assert!(
+            store
+                .get_card_by_wx::<Answer>(&format!("w{i}"))
+                .unwrap()
+                .is_some(),
+            "w{i} kept"
+        );
+    }
+}

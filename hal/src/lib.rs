@@ -5,6 +5,7 @@
 //! - [`display`]: customer displays (framebuffer, terminal, kiosk web page, PNG) and the
 //!   screens they show.
 //! - [`text`]: the one sanitizer for untrusted strings before a log, a terminal or a screen.
+//! - [`web_guard`]: the Host and Origin checks every local HTTP listener applies.
 //!
 //! **Invariant:** this crate does no network IO to the backend and knows nothing of the
 //! wxcard API, HTTP clients or sled.
@@ -12,3 +13,4 @@
 pub mod display;
 pub mod scanner;
 pub mod text;
+pub mod web_guard;

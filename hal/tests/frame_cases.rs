@@ -109,6 +109,37 @@ fn control_chars_and_bad_utf8_reject_with_a_reason() {
     assert_eq!(codes(&out[2..]), ["码123"]);
 }
 
+/// Valid UTF-8 that would still garble a log line or the screen: a C1 control (found by the
+/// chunking proptest as `C2 80`), a bidi override, a line separator.
+#[test]
+fn c1_controls_and_bidi_overrides_reject_with_a_reason() {
+    let out = parse_all(
+        &FrameConfig::default(),
+        &[
+            "12\u{85}34\r".as_bytes(),
+            "ab\u{202e}c\r".as_bytes(),
+            "x\u{2028}\r".as_bytes(),
+        ],
+    );
+    assert_eq!(
+        out,
+        [
+            Parsed::Rejected(Reject::UnsafeChar {
+                code: 0x85,
+                offset: 2
+            }),
+            Parsed::Rejected(Reject::UnsafeChar {
+                code: 0x202e,
+                offset: 2
+            }),
+            Parsed::Rejected(Reject::UnsafeChar {
+                code: 0x2028,
+                offset: 1
+            }),
+        ]
+    );
+}
+
 #[test]
 fn idle_timeout_ends_an_unterminated_frame() {
     let config = FrameConfig {

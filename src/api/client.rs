@@ -9,14 +9,22 @@
 //! `Authorization` and `Cookie`) to whatever host a `Location` names, over plain http too,
 //! and turn a POST into a body-less GET whose 200 would read as "delivered". A 3xx is a
 //! [`ServerFault::Redirect`] naming the target, so the operator fixes `api.base_url`.
+//!
+//! Name resolution: ureq resolves the host on every request, pooled connection or not, and
+//! its default resolver starts a thread for it whenever a timeout is set (ours always is),
+//! even for an IP address: a thread start per card lookup. [`LiteralFirst`] answers an IP
+//! address itself and leaves names to ureq's resolver.
 
 use std::io::Read;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde::de::{DeserializeOwned, IgnoredAny};
 use serde_json::Value;
+use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
+use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
 
 use super::error::{ApiError, ServerFault, TransportKind};
 use super::status::Status;
@@ -113,7 +121,11 @@ impl Client {
             builder = builder.tls_config(tls_config(config.ca_file.as_deref())?);
         }
         Ok(Client {
-            agent: ureq::Agent::new_with_config(builder.build()),
+            agent: ureq::Agent::with_parts(
+                builder.build(),
+                DefaultConnector::default(),
+                LiteralFirst::default(),
+            ),
             base_url,
             headers,
             deadline: config.deadline(),
@@ -282,6 +294,47 @@ impl Client {
         );
         answer
     }
+}
+
+/// ureq's resolver, except that an IP address (`http://127.0.0.1:8080/`,
+/// `http://[::1]/`) is answered at once, on the calling thread.
+#[derive(Debug, Default)]
+struct LiteralFirst(DefaultResolver);
+
+impl Resolver for LiteralFirst {
+    fn resolve(
+        &self,
+        uri: &ureq::http::Uri,
+        config: &ureq::config::Config,
+        timeout: NextTimeout,
+    ) -> Result<ResolvedSocketAddrs, ureq::Error> {
+        match ip_literal(uri) {
+            Some(addr) => {
+                let mut addrs = self.empty();
+                addrs.push(addr);
+                Ok(addrs)
+            }
+            None => self.0.resolve(uri, config, timeout),
+        }
+    }
+}
+
+/// The socket address of a URI whose host is an IP address, with the scheme's default port.
+fn ip_literal(uri: &ureq::http::Uri) -> Option<SocketAddr> {
+    let authority = uri.authority()?;
+    let host = authority.host();
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    let ip: IpAddr = host.parse().ok()?;
+    let port = match (authority.port_u16(), uri.scheme_str()?) {
+        (Some(port), _) => port,
+        (None, "http") => 80,
+        (None, "https") => 443,
+        _ => return None,
+    };
+    Some(SocketAddr::new(ip, port))
 }
 
 enum Body<'a> {
@@ -514,6 +567,31 @@ fn tls_config(ca_file: Option<&Path>) -> Result<ureq::tls::TlsConfig, ClientBuil
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ip_literals_resolve_in_place_and_names_do_not() {
+        let at = |url: &str| ip_literal(&url.parse().unwrap());
+        assert_eq!(
+            at("http://127.0.0.1:8080/x"),
+            Some("127.0.0.1:8080".parse().unwrap())
+        );
+        assert_eq!(
+            at("http://10.0.0.2/x"),
+            Some("10.0.0.2:80".parse().unwrap())
+        );
+        assert_eq!(
+            at("https://10.0.0.2/x"),
+            Some("10.0.0.2:443".parse().unwrap())
+        );
+        assert_eq!(at("http://[::1]:81/x"), Some("[::1]:81".parse().unwrap()));
+        assert_eq!(
+            at("https://[fe80::1]/"),
+            Some("[fe80::1]:443".parse().unwrap())
+        );
+        assert_eq!(at("http://localhost:8080/x"), None);
+        assert_eq!(at("https://api.example.com/x"), None);
+        assert_eq!(at("http://1.2.3.4.example/"), None);
+    }
 
     #[test]
     fn classify_separates_faults_from_business_statuses() {

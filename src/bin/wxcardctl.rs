@@ -258,6 +258,9 @@ fn main() -> ExitCode {
             "{}",
             wxcardd::control::human::describe(&command, &answer["result"])
         );
+        if matches!(command, Command::Status) {
+            print_web_token(&answer["result"]);
+        }
     }
     // A lookup that found nothing to show (offline, nothing cached) did not succeed.
     if answer["result"]["outcome"] == "offline" {
@@ -335,4 +338,19 @@ fn fail(e: &ClientError) -> ExitCode {
         ClientError::Forbidden(_) => 77,
         ClientError::Io(_) | ClientError::Protocol(_) => 76,
     })
+}
+
+/// For root only: the browser WebSocket's token, read from the file the daemon names (the
+/// socket never carries it).
+fn print_web_token(status: &serde_json::Value) {
+    let Some(file) = status["control_web"]["token_file"].as_str() else {
+        return;
+    };
+    if !nix::unistd::geteuid().is_root() {
+        return;
+    }
+    match std::fs::read_to_string(file) {
+        Ok(token) => println!("browser WebSocket token: {}", token.trim()),
+        Err(e) => eprintln!("wxcardctl: cannot read the WebSocket token {file}: {e}"),
+    }
 }

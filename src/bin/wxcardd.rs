@@ -36,9 +36,34 @@ enum Command {
         #[arg(long)]
         card_id: Option<String>,
     },
+    /// Find the scanner (scan the code it shows) and write its `[[scanner]]` table.
+    Setup(wxcardd::setup::SetupArgs),
 }
 
 const EX_CONFIG: u8 = 78;
+
+/// `--demo`: the daemon on its built-in setup (the simulator in-process).
+#[cfg(feature = "demo")]
+fn demo() -> ExitCode {
+    match runtime().map(|rt| finish(rt, wxcardd::daemon::demo())) {
+        Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Err(e)) => {
+            eprintln!("wxcardd demo: {e:#}");
+            ExitCode::from(1)
+        }
+        Err(code) => code,
+    }
+}
+
+/// `--demo` in a build without the `demo` feature (the .deb's): says so.
+#[cfg(not(feature = "demo"))]
+fn demo() -> ExitCode {
+    eprintln!(
+        "wxcardd: this build has no demo (the `demo` cargo feature is off, as in the .deb); \
+         run `cargo run -- --demo` from the source tree"
+    );
+    ExitCode::from(2)
+}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -51,9 +76,15 @@ fn main() -> ExitCode {
     wxcardd::daemon::logging::init(default_log);
     // Before the config (and the token file it names) is read.
     wxcardd::daemon::forbid_core_dumps();
+    let daemon = cli.command.is_none();
     let load = || {
         Config::load(&cli.config).map_err(|e| {
-            eprintln!("{e}");
+            if daemon {
+                // The daemon: through the logger, so the journal has it at priority err.
+                log::error!("{e}");
+            } else {
+                eprintln!("{e}");
+            }
             ExitCode::from(EX_CONFIG)
         })
     };
@@ -77,14 +108,17 @@ fn main() -> ExitCode {
             println!("{}", report.text);
             ExitCode::from(u8::try_from(report.outcome.exit_code()).unwrap_or(1))
         }
-        None if cli.demo => match runtime().map(|rt| finish(rt, wxcardd::daemon::demo())) {
-            Ok(Ok(())) => ExitCode::SUCCESS,
-            Ok(Err(e)) => {
-                eprintln!("wxcardd demo: {e:#}");
-                ExitCode::from(1)
+        Some(Command::Setup(args)) => {
+            match runtime().map(|rt| finish(rt, wxcardd::setup::run(args, &cli.config))) {
+                Ok(Ok(())) => ExitCode::SUCCESS,
+                Ok(Err(e)) => {
+                    eprintln!("wxcardd setup: {e:#}");
+                    ExitCode::from(1)
+                }
+                Err(code) => code,
             }
-            Err(code) => code,
-        },
+        }
+        None if cli.demo => demo(),
         None => {
             let config = match load() {
                 Ok(c) => c,

@@ -169,6 +169,10 @@ pub fn describe(command: &Command, r: &Value) -> String {
             if let Some(url) = r["kiosk_url"].as_str() {
                 out.push_str(&format!("\nkiosk page: {url}"));
             }
+            if let Some(url) = r["control_web"]["url"].as_str() {
+                let file = text(&r["control_web"]["token_file"]);
+                out.push_str(&format!("\nbrowser WebSocket: {url} (token in {file})"));
+            }
             out
         }
         Command::OutboxList => {

@@ -3,8 +3,10 @@
 //! - [`protocol`]: JSON lines, a VERSION line on connect, requests with ids (docs/protocol.md).
 //! - [`server`]: the Unix socket server, peer-credential checks, bounded subscribers.
 //! - [`client`]: a blocking client (`wxcardctl`, tests).
+//! - [`web`]: the same protocol over a loopback WebSocket for browser POS apps.
 
 pub mod client;
 pub mod human;
 pub mod protocol;
 pub mod server;
+pub mod web;

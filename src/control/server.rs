@@ -524,20 +524,8 @@ impl<H: Handler> Connection<H> {
         let out = out.clone();
         let quiet = Arc::clone(&self.quiet);
         let task = tokio::spawn(async move {
-            let reason = loop {
-                match events.recv().await {
-                    Ok(event) => match out.try_send(to_line(&event)) {
-                        Ok(()) => {}
-                        Err(mpsc::error::TrySendError::Full(_)) => {
-                            break "too slow reading events: queue full, disconnected";
-                        }
-                        Err(mpsc::error::TrySendError::Closed(_)) => return,
-                    },
-                    Err(broadcast::error::RecvError::Lagged(_)) => {
-                        break "too slow reading events: missed some, disconnected";
-                    }
-                    Err(broadcast::error::RecvError::Closed) => return,
-                }
+            let Some(reason) = forward_events(&mut events, &out, to_line).await else {
+                return;
             };
             // The slot is free from here on, whatever the peer does next.
             drop(slot);
@@ -629,6 +617,31 @@ async fn write_counting(
         *written += n;
     }
     Ok(())
+}
+
+/// Copies events to a subscriber's bounded queue until the subscriber falls behind (the
+/// reason, for its `overrun` answer) or either side closes (`None`). Shared by the Unix socket
+/// and the WebSocket, which differ only in how an event is framed.
+pub(super) async fn forward_events<T>(
+    events: &mut broadcast::Receiver<Value>,
+    out: &mpsc::Sender<T>,
+    frame: impl Fn(&Value) -> T,
+) -> Option<&'static str> {
+    loop {
+        match events.recv().await {
+            Ok(event) => match out.try_send(frame(&event)) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    return Some("too slow reading events: queue full, disconnected");
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => return None,
+            },
+            Err(broadcast::error::RecvError::Lagged(_)) => {
+                return Some("too slow reading events: missed some, disconnected");
+            }
+            Err(broadcast::error::RecvError::Closed) => return None,
+        }
+    }
 }
 
 fn to_line(value: &Value) -> Vec<u8> {

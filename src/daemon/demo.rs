@@ -20,7 +20,7 @@ use wxcard_hal::scanner::{DeviceConfig, FrameConfig, ScannerConfig};
 
 use super::{RunOptions, run};
 use crate::config::Config;
-use crate::sim::{SimConfig, Simulator};
+use wxcard_sim::{SimConfig, Simulator};
 
 /// A temporary folder removed when dropped.
 struct TempDir(PathBuf);

@@ -281,6 +281,7 @@ impl Engine {
             "kiosk_url": wxcard_hal::display::web::current_url(),
             "display_backends": self.screen.report(),
             "screen": self.screen.current(),
+            "control_web": crate::control::web::current(),
         })
     }
 }

@@ -8,6 +8,7 @@
 //! reload never stops the daemon: whatever fails is logged and shown in STATUS=, and the
 //! daemon keeps running on its previous configuration.
 
+#[cfg(feature = "demo")]
 mod demo;
 mod display;
 mod engine;
@@ -24,6 +25,7 @@ use anyhow::Context;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{broadcast, watch};
 
+#[cfg(feature = "demo")]
 pub use demo::demo;
 pub use engine::Engine;
 
@@ -161,6 +163,24 @@ pub async fn run(mut config: Config, options: RunOptions) -> anyhow::Result<()> 
         limits,
         stop_rx.clone(),
     ));
+    let web_task = match config.control.web.enabled {
+        true => {
+            let (listener, settings) =
+                crate::control::web::prepare(&config.control.web, gid, limits.subscriber_queue)
+                    .await
+                    .map_err(|e| match e {
+                        e @ crate::control::web::WebError::BadToken(_) => {
+                            anyhow::Error::new(ConfigProblem(format!("[control.web]: {e}")))
+                        }
+                        e => anyhow::Error::new(e).context("cannot set up [control.web]"),
+                    })?;
+            let (engine, events, stop) = (Arc::clone(&engine), events.clone(), stop_rx.clone());
+            Some(tokio::spawn(crate::control::web::serve(
+                listener, engine, events, settings, stop,
+            )))
+        }
+        false => None,
+    };
     let background = {
         let service = service.clone();
         let stop = stop_rx.clone();
@@ -274,6 +294,9 @@ pub async fn run(mut config: Config, options: RunOptions) -> anyhow::Result<()> 
     stop_tx.send_replace(true);
     scanners.stop().await;
     let _ = server_task.await;
+    if let Some(web_task) = web_task {
+        let _ = web_task.await;
+    }
     // In-flight writes end within their own deadline (sent, or queued on disk).
     let drain = Duration::from_millis(config.service.write_deadline_ms + 2_000);
     if tokio::time::timeout(drain, engine.drained()).await.is_err() {

@@ -12,19 +12,27 @@
 //! key `c`+cardCode -> primary key in `card_keys`. A lookup by wxCode is one sled get.
 //!
 //! Recency is an access sequence: `card_lru` maps sequence -> primary key and each entry
-//! holds its current sequence. A read moves the card to a new sequence, unless it was moved
-//! within the last `max_cards / 8` accesses: at most that many cards can be above it, so it
-//! is nowhere near eviction and the three writes would be wasted. The order is thus LRU to
-//! within `max_cards / 8` places (exact when `max_cards < 8`). A move inserts the new key,
-//! patches the entry, then removes the old key: each step leaves a state eviction copes
-//! with (it skips LRU keys whose entry has moved on), so a crash mid-way needs no
-//! transaction. Puts and evictions are sled transactions that also keep `cards.count` in
-//! `meta`, so the bound is enforced without counting at open.
+//! holds its sequence as last persisted. A put persists a fresh sequence at once. A read
+//! (a cache hit, the path a cashier waits on when the network is down) writes nothing to
+//! sled and takes no lock the writers hold: it takes a fresh sequence and records it in
+//! memory, in `touches` (primary key -> sequence of its last read). The touches reach sled
+//! lazily: eviction, before it evicts the card at the front of `card_lru`, moves it to its
+//! last read's sequence instead if it was read since; all pending touches are persisted when
+//! their number reaches [`MAX_PENDING_TOUCHES`] (so the map stays small) and when the store
+//! is closed or dropped. The order is exact LRU while the process lives; a crash forgets the
+//! reads since the last persist, and the order falls back to the one on disk (puts and
+//! earlier reads), which only makes eviction slightly less well informed.
+//!
+//! A move inserts the new LRU key, patches the entry, then removes the old key: each step
+//! leaves a state eviction copes with (it skips LRU keys whose entry has moved on), so a
+//! crash mid-way needs no transaction. Puts and evictions are sled transactions that also
+//! keep `cards.count` in `meta`, so the bound is enforced without counting at open.
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sled::Transactional;
 use sled::transaction::TransactionalTree;
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 
 use super::codec::{self, DecodeError, Reader, Writer, key, parse_u64};
@@ -33,6 +41,12 @@ use super::{MAX_CODE_BYTES, Store, StoreError};
 
 /// A tagged code as a sled key (`w`/`c` + code bytes).
 type SledKey = Vec<u8>;
+
+/// Reads kept in memory before they are persisted together (about 100 bytes each).
+const MAX_PENDING_TOUCHES: usize = 1024;
+
+/// Cache hits not yet persisted: primary key -> access sequence of its last read.
+pub(super) type Touches = HashMap<SledKey, u64>;
 
 /// The keys a card is cached under. At least one must be set.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -206,6 +220,7 @@ impl Store {
         let _guard = self.cache_lock.lock().unwrap_or_else(|p| p.into_inner());
         let seq = self.access_seq.fetch_add(1, Ordering::Relaxed);
         let record = encode_entry(keys, fetched_at_ms, seq, &payload);
+        self.count_writes(1);
         (&self.cards, &self.card_keys, &self.card_lru, &self.meta).transaction(
             |(cards, card_keys, card_lru, meta)| {
                 let mut count = meta::tx_get(meta, meta::CARDS_COUNT)?;
@@ -255,6 +270,7 @@ impl Store {
     pub fn remove_card(&self, keys: &CardKeys) -> Result<u64, StoreError> {
         let (wx, card) = keys.sled_keys()?;
         let _guard = self.cache_lock.lock().unwrap_or_else(|p| p.into_inner());
+        self.count_writes(1);
         let removed = (&self.cards, &self.card_keys, &self.card_lru, &self.meta).transaction(
             |(cards, card_keys, card_lru, meta)| {
                 let mut reachable = Vec::with_capacity(3);
@@ -288,46 +304,97 @@ impl Store {
         &self,
         lookup: Vec<u8>,
     ) -> Result<Option<CachedCard<T>>, StoreError> {
-        let (pk, bytes) = {
-            let _guard = self.cache_lock.lock().unwrap_or_else(|p| p.into_inner());
-            let (pk, bytes) = match self.cards.get(&lookup)? {
-                Some(bytes) => (lookup, bytes),
-                // A cardCode of a card also known by wxCode is a secondary key.
-                None if lookup[0] == b'c' => {
-                    let Some(pk) = self.card_keys.get(&lookup)? else {
-                        return Ok(None);
-                    };
-                    let Some(bytes) = self.cards.get(&pk)? else {
-                        return Ok(None);
-                    };
-                    (pk.to_vec(), bytes)
-                }
-                None => return Ok(None),
-            };
-            let old_seq = decode_entry(&bytes)
-                .map_err(|e| e.into_store("card entry", key_id(&pk)))?
-                .seq;
-            // A card moved within the last eighth of `max_cards` accesses is far from
-            // eviction: moving it again would only cost writes.
-            let recent = self.config.max_cards / 8;
-            if self
-                .access_seq
-                .load(Ordering::Relaxed)
-                .saturating_sub(old_seq)
-                > recent
-            {
-                // New LRU key first, then the entry, then drop the old key. A crash between
-                // steps leaves at worst a stale LRU key, which eviction skips.
-                let seq = self.access_seq.fetch_add(1, Ordering::Relaxed);
-                self.card_lru.insert(key(seq), pk.as_slice())?;
-                let mut patched = bytes.to_vec();
-                patched[SEQ_OFFSET..SEQ_OFFSET + 8].copy_from_slice(&seq.to_be_bytes());
-                self.cards.insert(pk.as_slice(), patched)?;
-                self.card_lru.remove(key(old_seq))?;
+        // No `cache_lock`: sled reads see a committed state of each tree, and a put racing
+        // this read is one the read may or may not see, as it would be a moment later.
+        let (pk, bytes) = match self.cards.get(&lookup)? {
+            Some(bytes) => (lookup, bytes),
+            // A cardCode of a card also known by wxCode is a secondary key.
+            None if lookup[0] == b'c' => {
+                let Some(pk) = self.card_keys.get(&lookup)? else {
+                    return Ok(None);
+                };
+                let Some(bytes) = self.cards.get(&pk)? else {
+                    return Ok(None);
+                };
+                (pk.to_vec(), bytes)
             }
-            (pk, bytes)
+            None => return Ok(None),
         };
-        decode_card(&pk, &bytes).map(Some)
+        let card = decode_card(&pk, &bytes)?;
+        // The read counts as use, in memory only (see the module docs).
+        let seq = self.access_seq.fetch_add(1, Ordering::Relaxed);
+        let pending = {
+            let mut touches = self.touches.lock().unwrap_or_else(|p| p.into_inner());
+            touches.insert(pk, seq);
+            touches.len()
+        };
+        if pending >= MAX_PENDING_TOUCHES {
+            let _guard = self.cache_lock.lock().unwrap_or_else(|p| p.into_inner());
+            self.persist_touches()?;
+        }
+        Ok(Some(card))
+    }
+
+    /// Writes the pending reads' recency to sled (a batch per step, in the order that makes
+    /// a crash mid-way harmless). Caller holds `cache_lock`, so no entry changes meanwhile.
+    pub(super) fn persist_touches(&self) -> Result<(), StoreError> {
+        let touches = std::mem::take(&mut *self.touches.lock().unwrap_or_else(|p| p.into_inner()));
+        if touches.is_empty() {
+            return Ok(());
+        }
+        let (mut new_keys, mut entries, mut old_keys) = (
+            sled::Batch::default(),
+            sled::Batch::default(),
+            sled::Batch::default(),
+        );
+        let mut moves = 0;
+        for (pk, seq) in touches {
+            let Some(bytes) = self.cards.get(&pk)? else {
+                continue; // evicted or removed since the read
+            };
+            let Ok(old_seq) = decode_entry(&bytes).map(|e| e.seq) else {
+                continue;
+            };
+            if old_seq >= seq {
+                continue; // replaced by a put since the read
+            }
+            new_keys.insert(key(seq).to_vec(), pk.as_slice());
+            let mut patched = bytes.to_vec();
+            patched[SEQ_OFFSET..SEQ_OFFSET + 8].copy_from_slice(&seq.to_be_bytes());
+            entries.insert(pk, patched);
+            old_keys.remove(key(old_seq).to_vec());
+            moves += 1;
+        }
+        if moves > 0 {
+            self.count_writes(3);
+            self.card_lru.apply_batch(new_keys)?;
+            self.cards.apply_batch(entries)?;
+            self.card_lru.apply_batch(old_keys)?;
+        }
+        Ok(())
+    }
+
+    /// Moves the entry under `pk` from LRU sequence `old_seq` to `seq`: new LRU key first,
+    /// then the entry, then drop the old key; a crash between steps leaves at worst a stale
+    /// LRU key, which eviction skips. Caller holds `cache_lock`.
+    fn move_entry(
+        &self,
+        pk: &[u8],
+        bytes: &[u8],
+        old_seq: u64,
+        seq: u64,
+    ) -> Result<(), StoreError> {
+        self.count_writes(3);
+        self.card_lru.insert(key(seq), pk)?;
+        let mut patched = bytes.to_vec();
+        patched[SEQ_OFFSET..SEQ_OFFSET + 8].copy_from_slice(&seq.to_be_bytes());
+        self.cards.insert(pk, patched)?;
+        self.card_lru.remove(key(old_seq))?;
+        Ok(())
+    }
+
+    fn count_writes(&self, n: u64) {
+        self.cache_writes.fetch_add(n, Ordering::Relaxed);
     }
 
     /// Evicts least recently used cards until at most `max_cards` remain. Caller holds
@@ -339,15 +406,27 @@ impl Store {
                 return Ok(());
             };
             let seq = parse_u64(&seq_key).ok_or(StoreError::Meta { key: "card_lru" })?;
-            let current = match self.cards.get(&pk)? {
-                Some(b) => decode_entry(&b).ok().map(|e| e.seq),
-                None => None,
-            };
+            let entry = self.cards.get(&pk)?;
+            let current = entry
+                .as_deref()
+                .and_then(|b| decode_entry(b).ok().map(|e| e.seq));
             if current.is_some() && current != Some(seq) {
                 // A stale key left by a move: the entry lives on at a later sequence.
+                self.count_writes(1);
                 self.card_lru.remove(seq_key)?;
                 continue;
             }
+            let touched = self
+                .touches
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(pk.as_ref());
+            if let (Some(bytes), Some(read)) = (&entry, touched.filter(|&t| t > seq)) {
+                // Read since it was last persisted: it moves to that read's place instead.
+                self.move_entry(&pk, bytes, seq, read)?;
+                continue;
+            }
+            self.count_writes(1);
             (&self.cards, &self.card_keys, &self.card_lru, &self.meta)
                 .transaction(|(cards, card_keys, card_lru, meta)| {
                     card_lru.remove(&seq_key)?;

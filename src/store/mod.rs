@@ -108,10 +108,15 @@ pub struct Store {
     card_lru: sled::Tree,
     outbox: sled::Tree,
     dead: sled::Tree,
-    /// Serialises cache mutations (put, touch-on-read, eviction), which span several trees.
+    /// Serialises cache mutations (put, eviction, persisting reads' recency), which span
+    /// several trees. A cache hit does not take it.
     cache_lock: Mutex<()>,
+    /// Cache hits whose recency is not on disk yet (see `cache`).
+    touches: Mutex<cache::Touches>,
     /// Next access sequence for the LRU tree; starts past the largest one on disk.
     access_seq: AtomicU64,
+    /// Sled writes (inserts, removes, transactions) the card cache has made since open.
+    cache_writes: AtomicU64,
     /// The key that seals outbox payloads; rotated (write lock) when the outbox drains.
     sealer: RwLock<seal::Sealer>,
     /// The queued-writes sidecar file and the highest acknowledged outbox id, under the lock
@@ -167,6 +172,12 @@ impl Store {
         Ok(())
     }
 
+    /// Sled writes (inserts, removes and transactions, each counted once) the card cache has
+    /// made since open: what a cache hit costs in writes, for tests and benchmarks.
+    pub fn cache_writes(&self) -> u64 {
+        self.cache_writes.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Bytes sled reports on disk for the whole store (data file, blobs, snapshots).
     pub fn size_on_disk(&self) -> Result<u64, StoreError> {
         Ok(self.db.size_on_disk()?)
@@ -175,6 +186,14 @@ impl Store {
 
 impl Drop for Store {
     fn drop(&mut self) {
+        // The recency of cards read since the last persist, so it survives a restart.
+        let persisted = {
+            let _guard = self.cache_lock.lock().unwrap_or_else(|p| p.into_inner());
+            self.persist_touches()
+        };
+        if let Err(e) = persisted {
+            log::warn!("store: could not persist the cache's read order: {e}");
+        }
         if let Err(e) = self.sync() {
             log::error!("store: final sync of {} failed: {e}", self.dir.display());
         }

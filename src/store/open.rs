@@ -233,7 +233,9 @@ impl Store {
             outbox,
             dead,
             cache_lock: Mutex::new(()),
+            touches: Mutex::new(Default::default()),
             access_seq: AtomicU64::new(next_seq),
+            cache_writes: AtomicU64::new(0),
             sidecar: Mutex::new((sidecar, acked)),
             sealer: RwLock::new(sealer),
         };

@@ -4,26 +4,107 @@
 
 use std::process::{Child, Command, Stdio};
 
-/// The simulator process, as the `sim_*` tests start it (its log in a file of its own,
-/// SIGTERM on drop).
-#[path = "../sim_support/mod.rs"]
-mod sim_process;
-pub use sim_process::SimProcess;
+/// The backend simulator for the daemon tests. It runs in-process (the `wxcard-sim` library on
+/// a thread of its own with its own runtime: tests of this package cannot name another
+/// package's binary) and is driven over its admin HTTP API, as the tests drove the process.
+pub struct SimProcess {
+    sim: wxcard_sim::BlockingSim,
+    /// Where the vendor API listens.
+    pub api: std::net::SocketAddr,
+    /// Where the admin API listens.
+    pub admin: std::net::SocketAddr,
+}
 
 impl SimProcess {
-    /// Starts `wxcard-sim` on free loopback ports with `extra_args` and waits for it.
+    /// Starts the simulator with the built-in cards on free loopback ports. `extra_args` is
+    /// kept for the callers' sake and must be empty (use [`SimProcess::with_cards`]).
     pub fn start(extra_args: &[&str]) -> SimProcess {
-        SimProcess::spawn(extra_args)
+        assert!(extra_args.is_empty(), "unsupported: {extra_args:?}");
+        Self::with_cards(wxcard_sim::default_cards())
+    }
+
+    /// Starts the simulator with `cards` on free loopback ports.
+    pub fn with_cards(cards: Vec<wxcard_sim::Card>) -> SimProcess {
+        let sim = wxcard_sim::Simulator::spawn_in_thread(wxcard_sim::SimConfig {
+            cards,
+            ..wxcard_sim::SimConfig::default()
+        })
+        .expect("the simulator starts");
+        let (api, admin) = (sim.api_addr(), sim.admin_addr());
+        SimProcess { sim, api, admin }
     }
 
     /// The base URL for a client.
     pub fn base_url(&self) -> String {
-        format!("http://{}/", self.api)
+        self.sim.base_url()
     }
 
-    /// Puts a fault mode in force (`none`, `refuse`, `http500`, ...).
+    /// Puts a fault mode in force (`none`, `refuse`, `http500`, ...), through the admin API
+    /// (the answer comes once it is in force).
     pub fn set_fault(&self, mode: &str) {
-        self.set_mode(mode);
+        let (status, body) = self.admin_send("PUT", "faults", &format!(r#"{{"mode":"{mode}"}}"#));
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["mode"].as_str(), Some(mode));
+    }
+
+    fn admin_url(&self, path: &str) -> String {
+        format!("http://{}/admin/{path}", self.admin)
+    }
+
+    fn agent() -> ureq::Agent {
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(std::time::Duration::from_secs(10)))
+            .max_idle_connections(0)
+            .build()
+            .into()
+    }
+
+    fn answer(
+        result: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> (u16, serde_json::Value) {
+        let mut response = result.expect("an HTTP answer");
+        let status = response.status().as_u16();
+        let text = response.body_mut().read_to_string().expect("a body");
+        let body = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
+        (status, body)
+    }
+
+    /// GET on the admin API: the status and the parsed body.
+    pub fn admin_get(&self, path: &str) -> (u16, serde_json::Value) {
+        Self::answer(Self::agent().get(self.admin_url(path)).call())
+    }
+
+    /// PUT, POST or DELETE on the admin API: the status and the parsed body.
+    pub fn admin_send(&self, method: &str, path: &str, body: &str) -> (u16, serde_json::Value) {
+        let agent = Self::agent();
+        let url = self.admin_url(path);
+        Self::answer(match method {
+            "PUT" => agent.put(url).send(body),
+            "POST" => agent.post(url).send(body),
+            "DELETE" => agent.delete(url).call(),
+            other => panic!("method {other}"),
+        })
+    }
+
+    /// The admin API's counters.
+    pub fn counters(&self) -> serde_json::Value {
+        self.admin_get("counters").1
+    }
+
+    /// Requests the simulator received at `endpoint` (reads and writes alike).
+    pub fn requests(&self, endpoint: &str) -> u64 {
+        self.counters()["requests"][endpoint].as_u64().unwrap_or(0)
+    }
+
+    /// `(receipts, applications)` of one key of a write endpoint.
+    pub fn write_count(&self, endpoint: &str, key: &str) -> (u64, u64) {
+        let c = self.counters();
+        let entry = &c[endpoint][key];
+        (
+            entry["receipts"].as_u64().unwrap_or(0),
+            entry["applications"].as_u64().unwrap_or(0),
+        )
     }
 }
 

@@ -19,6 +19,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use super::config::TerminalConfig;
+use super::qr::QrMatrix;
 use super::view::{Texts, Tone, View};
 use super::{CustomerDisplay, DisplayError, Screen};
 
@@ -194,20 +195,9 @@ fn lay_out(view: &View<'_>, cols: usize, rows: usize) -> Vec<String> {
         let qr_rows = rows.saturating_sub(lines.len() + 3);
         // Module = k cells wide and k half-cells tall: the largest k that fits, at least 1.
         let k = (cols / padded).min(2 * qr_rows / padded).max(1);
-        let px = padded * k;
-        let indent = " ".repeat(cols.saturating_sub(px) / 2);
-        let dark = |x: usize, y: usize| y < px && qr.matrix.is_dark_padded(x / k, y / k);
-        for cy in 0..px.div_ceil(2) {
-            let mut line = format!("{indent}{QR_COLOURS}");
-            for x in 0..px {
-                line.push(match (dark(x, 2 * cy), dark(x, 2 * cy + 1)) {
-                    (false, false) => ' ',
-                    (true, false) => '▀',
-                    (false, true) => '▄',
-                    (true, true) => '█',
-                });
-            }
-            lines.push(line);
+        let indent = " ".repeat(cols.saturating_sub(padded * k) / 2);
+        for row in half_blocks(qr.matrix, k) {
+            lines.push(format!("{indent}{QR_COLOURS}{row}"));
         }
         lines.push(centred(&view.digits, cols));
         if let Some(c) = &view.countdown {
@@ -220,6 +210,27 @@ fn lay_out(view: &View<'_>, cols: usize, rows: usize) -> Vec<String> {
     }
     lines.truncate(rows.max(1));
     lines
+}
+
+/// A QR code with its quiet zone in Unicode half blocks, each module `k` cells wide and `k`
+/// half-cells tall (two module rows per line), dark modules drawn: print it dark on light.
+/// No colour escapes; the caller sets the colours (`wxcardd setup` prints its code this way).
+pub fn half_blocks(matrix: &QrMatrix, k: usize) -> Vec<String> {
+    let k = k.max(1);
+    let px = matrix.padded_size() * k;
+    let dark = |x: usize, y: usize| y < px && matrix.is_dark_padded(x / k, y / k);
+    (0..px.div_ceil(2))
+        .map(|cy| {
+            (0..px)
+                .map(|x| match (dark(x, 2 * cy), dark(x, 2 * cy + 1)) {
+                    (false, false) => ' ',
+                    (true, false) => '▀',
+                    (false, true) => '▄',
+                    (true, true) => '█',
+                })
+                .collect()
+        })
+        .collect()
 }
 
 /// `text` without control characters, cut to `cols` cells (a wrapped line would shift every

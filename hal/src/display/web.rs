@@ -14,13 +14,14 @@
 //! request with another site's `Origin` gets 403. A non-loopback `listen` needs
 //! `allow_remote = true` and then a per-install token in the path (`/k/<token>/`), made at
 //! first start and kept 0600 in `token_file`. At most `max_clients` connections are served
-//! at once; past that a connection gets 503 and is closed.
+//! at once, one local user (or all other machines together) at most half of them; past that
+//! a connection gets 503 and is closed.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -108,7 +109,7 @@ impl WebDisplay {
             tokio::net::TcpListener::from_std(std_listener).map_err(|e| err(e.to_string()))?;
         let listener = CappedListener {
             inner: listener,
-            clients: Arc::new(AtomicUsize::new(0)),
+            clients: Arc::new(Mutex::new(Held::default())),
             max: config.max_clients.max(1),
             backoff: Duration::ZERO,
             failures: 0,
@@ -329,36 +330,8 @@ impl Guard {
     /// a loopback name or address, the listen address, or with `allow_remote` any IP address.
     /// A DNS name other than `localhost` never does: a page on a rebound name is another site.
     fn names_us(&self, authority: &str) -> bool {
-        let (host, port) = match authority.rsplit_once(':') {
-            Some((h, p))
-                if !h.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) && !h.ends_with(':') =>
-            {
-                (h, Some(p))
-            }
-            _ => (authority, None),
-        };
-        // A bare IPv6 address without brackets has colons but no port.
-        let (host, port) = if host.contains(':') && !host.starts_with('[') {
-            (authority, None)
-        } else {
-            (host, port)
-        };
-        if let Some(port) = port
-            && port.parse::<u16>().ok() != Some(self.port)
-        {
-            return false;
-        }
-        if host.eq_ignore_ascii_case("localhost") {
-            return true;
-        }
-        let bare = host
-            .strip_prefix('[')
-            .and_then(|h| h.strip_suffix(']'))
-            .unwrap_or(host);
-        match bare.parse::<IpAddr>() {
-            Ok(ip) => ip.is_loopback() || ip == self.listen_ip || self.allow_remote,
-            Err(_) => false,
-        }
+        let listen = std::net::SocketAddr::new(self.listen_ip, self.port);
+        crate::web_guard::names_listener(authority, listen, self.allow_remote)
     }
 
     /// Whether `path` carries the token (compared in constant time), when there is one.
@@ -414,11 +387,13 @@ async fn check_request(
 
 /// The kiosk's listener: at most `max` connections at once; past that a connection is
 /// answered `503 Service Unavailable` and closed, so no local user can run the daemon out of
-/// file descriptors (and so stop it answering on its control socket) through this port. A
-/// failing `accept` backs off from 10 ms to 1 s and is logged once per burst.
+/// file descriptors (and so stop it answering on its control socket) through this port. One
+/// local user (found from the kernel's socket table) may hold at most half of them, and
+/// clients from other machines together another half, so no one of them can lock the kiosk
+/// browser out. A failing `accept` backs off from 10 ms to 1 s and is logged once per burst.
 struct CappedListener {
     inner: tokio::net::TcpListener,
-    clients: Arc<AtomicUsize>,
+    clients: Arc<Mutex<Held>>,
     max: usize,
     backoff: Duration,
     failures: u64,
@@ -457,14 +432,15 @@ impl axum::serve::Listener for CappedListener {
                 self.failures = 0;
             }
             self.backoff = Duration::ZERO;
-            let taken = self.clients.fetch_add(1, Ordering::SeqCst);
-            let guard = ClientSlot(Arc::clone(&self.clients));
-            if taken >= self.max {
-                drop(guard);
+            let uid = match stream.local_addr() {
+                Ok(local) => peer_uid(local, addr),
+                Err(_) => None,
+            };
+            let Some(guard) = ClientSlot::take(&self.clients, uid, self.max) else {
                 // A fresh socket's send buffer is empty: this never blocks. Then it is closed.
                 let _ = stream.try_write(BUSY);
                 continue;
-            }
+            };
             return (
                 Counted {
                     stream,
@@ -480,13 +456,78 @@ impl axum::serve::Listener for CappedListener {
     }
 }
 
+/// Connections held: in all, and per local uid (`None`: a peer on another machine).
+#[derive(Default)]
+struct Held {
+    total: usize,
+    per_uid: HashMap<Option<u32>, usize>,
+}
+
 /// A kiosk client's place among `max_clients`; freed when its connection is dropped.
-struct ClientSlot(Arc<AtomicUsize>);
+struct ClientSlot {
+    held: Arc<Mutex<Held>>,
+    uid: Option<u32>,
+}
+
+impl ClientSlot {
+    fn take(held: &Arc<Mutex<Held>>, uid: Option<u32>, max: usize) -> Option<ClientSlot> {
+        let mut h = held.lock().unwrap_or_else(|e| e.into_inner());
+        let mine = h.per_uid.get(&uid).copied().unwrap_or(0);
+        if h.total >= max || mine >= max.div_ceil(2) {
+            return None;
+        }
+        h.total += 1;
+        *h.per_uid.entry(uid).or_insert(0) += 1;
+        Some(ClientSlot {
+            held: Arc::clone(held),
+            uid,
+        })
+    }
+}
 
 impl Drop for ClientSlot {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
+        let mut h = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        h.total = h.total.saturating_sub(1);
+        if let Some(n) = h.per_uid.get_mut(&self.uid) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                h.per_uid.remove(&self.uid);
+            }
+        }
     }
+}
+
+/// The uid that owns the client end of a loopback TCP connection from `peer` to `local`, from
+/// the kernel's socket table (`/proc/self/net/tcp` and `tcp6`, readable under the unit's
+/// `ProcSubset=pid`); `None` for a peer on another machine or when it cannot be told.
+fn peer_uid(local: SocketAddr, peer: SocketAddr) -> Option<u32> {
+    // The table's addresses are the raw 32-bit words in host byte order, `%08X`, then the
+    // port: the client's socket has `peer` as its local address and `local` as its remote.
+    fn hex(addr: SocketAddr) -> String {
+        let words: Vec<String> = match addr.ip() {
+            IpAddr::V4(ip) => vec![format!("{:08X}", u32::from_ne_bytes(ip.octets()))],
+            IpAddr::V6(ip) => ip
+                .octets()
+                .chunks_exact(4)
+                .map(|c| format!("{:08X}", u32::from_ne_bytes([c[0], c[1], c[2], c[3]])))
+                .collect(),
+        };
+        format!("{}:{:04X}", words.concat(), addr.port())
+    }
+    let table = match peer {
+        SocketAddr::V4(_) => "/proc/self/net/tcp",
+        SocketAddr::V6(_) => "/proc/self/net/tcp6",
+    };
+    let (want_local, want_remote) = (hex(peer), hex(local));
+    let text = std::fs::read_to_string(table).ok()?;
+    text.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        (fields.get(1) == Some(&want_local.as_str())
+            && fields.get(2) == Some(&want_remote.as_str()))
+        .then(|| fields.get(7)?.parse().ok())
+        .flatten()
+    })
 }
 
 /// A kiosk connection holding its slot.

@@ -125,6 +125,16 @@ pub enum Reject {
         /// Its offset in the code (after prefix and AIM id).
         offset: usize,
     },
+    /// A character that is no control byte but would still garble a log line, a terminal or
+    /// the screen: a C1 control (U+0080 to U+009F), a line or paragraph separator, a bidi
+    /// override, a byte-order mark ([`crate::text::is_unsafe`]).
+    #[error("unsafe character U+{code:04X} at byte {offset} of the code")]
+    UnsafeChar {
+        /// The character's code point.
+        code: u32,
+        /// Its byte offset in the code (after prefix and AIM id).
+        offset: usize,
+    },
     /// The code is not valid UTF-8.
     #[error("invalid UTF-8 at byte {offset} of the code")]
     InvalidUtf8 {
@@ -401,6 +411,15 @@ impl FrameParser {
         let text = std::str::from_utf8(data).map_err(|e| Reject::InvalidUtf8 {
             offset: e.valid_up_to(),
         })?;
+        if let Some((offset, c)) = text
+            .char_indices()
+            .find(|&(_, c)| crate::text::is_unsafe(c))
+        {
+            return Err(Reject::UnsafeChar {
+                code: u32::from(c),
+                offset,
+            });
+        }
         let code = Code::try_from(text).map_err(|_| Reject::TooLong { len: frame.len() })?;
         Ok((code, symbology))
     }

@@ -268,7 +268,7 @@ impl SimState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sim::card::default_cards;
+    use crate::card::default_cards;
 
     const ACTIVE: &str = "812345678901234567";
     const INACTIVE: &str = "812345678901234570";

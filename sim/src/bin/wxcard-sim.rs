@@ -12,7 +12,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use tokio::signal::unix::{SignalKind, signal};
-use wxcardd::sim::{SimConfig, Simulator, default_cards, parse_card_file};
+use wxcard_sim::{SimConfig, Simulator, default_cards, parse_card_file};
 
 /// A stateful simulator of the wxcard backend, with faults switchable at run time.
 #[derive(Debug, Parser)]

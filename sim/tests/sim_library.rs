@@ -5,7 +5,7 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use serde_json::Value;
-use wxcardd::sim::{
+use wxcard_sim::{
     BlockingSim, Card, CardState, Endpoint, EndpointSet, FaultMode, Faults, PayCodeCheck,
     SimConfig, Simulator,
 };
@@ -149,7 +149,7 @@ fn blocking_handle_controls_faults_and_reads_counters() {
 #[test]
 fn handles_can_be_shared_between_threads() {
     fn send_sync<T: Send + Sync>() {}
-    send_sync::<wxcardd::sim::SimHandle>();
+    send_sync::<wxcard_sim::SimHandle>();
     send_sync::<BlockingSim>();
     let sim = blocking();
     std::thread::scope(|s| {
@@ -227,6 +227,6 @@ async fn async_handle_on_the_callers_runtime() {
     assert!(tokio::net::TcpStream::connect(api).await.is_err());
     assert!(matches!(
         clone.set_fault(FaultMode::Http500).await,
-        Err(wxcardd::sim::SimError::Stopped)
+        Err(wxcard_sim::SimError::Stopped)
     ));
 }

@@ -491,7 +491,7 @@ mod tests {
             let _ = CardIssueOrder::parse(text.as_bytes());
             let _ = is_spec_date(&text);
             if let Ok(v) = serde_json::from_str::<Value>(&text) {
-                let _ = crate::sim::card::Card::from_json(&v);
+                let _ = crate::card::Card::from_json(&v);
             }
         }
     }
