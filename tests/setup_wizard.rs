@@ -269,7 +269,7 @@ fn finds_the_scanner_at_115200_writes_its_table_and_the_daemon_reads_with_it() {
     let snippet: Snippet = toml::from_str(&text).unwrap();
     assert_eq!(snippet.scanner, vec![expected(scanner_link)], "{text}");
 
-    // The daemon, given the table pasted into its config, reads the scanner with it. The
+    // The daemon, reading the table from its conf.d drop-in, reads the scanner with it. The
     // technician stops scanning (and what is queued is dropped) until the test listens, so
     // the duplicate window cannot hide the first scan the test sees.
     let code = rig.code.lock().unwrap().take().unwrap();
@@ -278,7 +278,7 @@ fn finds_the_scanner_at_115200_writes_its_table_and_the_daemon_reads_with_it() {
         std::thread::sleep(Duration::from_millis(10));
     }
     let sim = SimProcess::start(&[]);
-    let (config, socket) = daemon_config(&rig.dir, &sim.base_url(), "", &format!("\n{text}"));
+    let (config, socket) = daemon_config(&rig.dir, &sim.base_url(), "", "");
     let daemon = DaemonProcess::start_logging_to(&config, &socket, &[], Some(&rig.dir.join("log")));
     let mut events = daemon.client();
     assert_eq!(

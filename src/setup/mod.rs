@@ -171,8 +171,8 @@ pub async fn run(args: SetupArgs, config_path: &Path) -> anyhow::Result<()> {
         args.output.display()
     ));
     say(
-        "Then: `systemctl reload wxcardd`. Until the daemon reads conf.d drop-ins, paste this \
-         table into /etc/wxcardd/wxcardd.toml instead (`wxcardd check` validates it).",
+        "Then: `wxcardd check` (it validates the main file with its conf.d drop-ins) and \
+         `systemctl reload wxcardd`.",
     );
     Ok(())
 }
