@@ -6,6 +6,7 @@
 
 use std::time::Instant;
 
+use wxcard_hal::display::MaskedCardNumber;
 use wxcard_hal::text::untrusted;
 
 use crate::api::{ApiError, Client, MemberCard, ServerFault, Status, TransportKind};
@@ -77,8 +78,8 @@ pub fn run(config: &Config, wx_code: &str, card_id: Option<&str>) -> Report {
     let text = match &outcome {
         Outcome::Card(card) => format!(
             "OK: the backend at {url} answered in {ms} ms.\n\
-             card {}: balance {}, discount {}, member price {}",
-            untrusted(&mask_card_number(&card.card_code)),
+             {}: balance {}, discount {}, member price {}",
+            card_line(&card.card_code),
             card.balance,
             card.discount,
             if card.can_member_price { "yes" } else { "no" },
@@ -157,22 +158,17 @@ pub fn run(config: &Config, wx_code: &str, card_id: Option<&str>) -> Report {
     Report { outcome, text }
 }
 
-/// A card number with all but the last four characters hidden.
-pub fn mask_card_number(number: &str) -> String {
-    let chars: Vec<char> = number.chars().collect();
-    let keep = chars.len().min(4);
-    let hidden = chars.len() - keep;
-    let mut out = "*".repeat(hidden);
-    out.extend(&chars[hidden..]);
-    out
+/// `card **** 7890`: the card number masked the way the customer display shows it.
+fn card_line(card_code: &str) -> String {
+    format!("card {}", MaskedCardNumber::new(card_code))
 }
 
 #[cfg(test)]
 mod tests {
     #[test]
-    fn card_numbers_keep_only_the_last_four() {
-        assert_eq!(super::mask_card_number("6200001234567"), "*********4567");
-        assert_eq!(super::mask_card_number("123"), "123");
-        assert_eq!(super::mask_card_number(""), "");
+    fn card_numbers_show_as_on_the_customer_display() {
+        assert_eq!(super::card_line("6200001234567"), "card **** 4567");
+        assert_eq!(super::card_line("123"), "card **** ****");
+        assert_eq!(super::card_line(""), "card **** ****");
     }
 }

@@ -147,6 +147,9 @@ fn backend_messages_reach_the_journal_and_wxcardctl_escaped() {
     assert!(listed.contains("DEAD"), "{listed}");
     assert!(listed.contains("FORGED LINE"), "{listed}");
     assert_clean("wxcardctl outbox", &listed);
+    // The card of the write, masked as the customer display masks card numbers.
+    assert!(listed.contains("activate card **** 4570"), "{listed}");
+    assert!(!listed.contains("812345678901234570"), "{listed}");
 
     drop(daemon);
     let _ = watch.kill();
@@ -159,6 +162,15 @@ fn backend_messages_reach_the_journal_and_wxcardctl_escaped() {
     let logged = std::fs::read_to_string(&log).unwrap();
     assert!(logged.contains("FORGED LINE"), "the log has it: {logged}");
     assert_clean("journal", &logged);
+    let about_the_write: Vec<_> = logged
+        .lines()
+        .filter(|l| l.contains("activate card"))
+        .collect();
+    assert!(!about_the_write.is_empty(), "{logged}");
+    for line in about_the_write {
+        assert!(line.contains("activate card **** 4570"), "{line}");
+        assert!(!line.contains("812345678901234570"), "{line}");
+    }
     for line in logged.lines() {
         assert!(
             line.starts_with('<'),

@@ -28,7 +28,11 @@ fn probe_prints_the_balance_of_an_active_card() {
     let (code, text) = probe(&config, "812345678901234567");
     assert_eq!(code, 0, "{text}");
     assert!(text.contains("balance 128.50"), "{text}");
-    assert!(text.contains("****1001"), "card number masked: {text}");
+    assert!(
+        text.contains("card **** 1001:"),
+        "card number masked: {text}"
+    );
+    assert!(!text.contains("M0001001"), "card number masked: {text}");
 }
 
 #[test]

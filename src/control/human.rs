@@ -2,13 +2,15 @@
 //!
 //! Every string printed here may have come from the backend (messages, card codes) or a
 //! device: each goes through the one sanitizer ([`wxcard_hal::text`]) so that no control
-//! character, escape sequence or bidi override reaches the operator's terminal.
+//! character, escape sequence or bidi override reaches the operator's terminal. Card numbers
+//! go through the customer display's masker ([`MaskedCardNumber`]), so the operator sees a
+//! card the way the customer display and the logs show it.
 
 use serde_json::Value;
+use wxcard_hal::display::MaskedCardNumber;
 use wxcard_hal::text::untrusted;
 
 use super::protocol::Command;
-use crate::probe::mask_card_number;
 
 /// A value for the terminal: strings escaped and capped, never raw.
 fn text(v: &Value) -> String {
@@ -17,6 +19,17 @@ fn text(v: &Value) -> String {
         Value::Null => String::new(),
         other => untrusted(&other.to_string()).into_owned(),
     }
+}
+
+/// A card number from an answer, masked (`**** 7890`); the mask keeps only ASCII letters
+/// and digits, so nothing of an escape sequence survives it.
+fn card_number(v: &Value) -> String {
+    let full = match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    };
+    MaskedCardNumber::new(&full).to_string()
 }
 
 /// One outbox row's state in words.
@@ -70,7 +83,7 @@ pub fn describe_lookup(r: &Value) -> String {
             let c = &r["card"];
             format!(
                 "card {}  balance {}  discount {}  member price {}",
-                mask_card_number(&text(&c["cardCode"])),
+                card_number(&c["cardCode"]),
                 text(&c["balance"]),
                 text(&c["discount"]),
                 if c["canMemberPrice"] == true {
@@ -101,7 +114,7 @@ fn describe_write(r: &Value) -> String {
         "delivered" => match r.get("created") {
             Some(c) => format!(
                 "delivered: card {} balance {} points {}",
-                mask_card_number(&text(&c["cardCode"])),
+                card_number(&c["cardCode"]),
                 text(&c["balance"]),
                 text(&c["points"])
             ),
@@ -241,5 +254,35 @@ pub fn describe_event(e: &Value) -> String {
         },
         "scanner" => format!("scanner {} {}", text(&e["scanner"]), text(&e["state"])),
         other => format!("{other} {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn card_numbers_are_masked_as_the_customer_display_masks_them() {
+        let full = "6222021234567890";
+        let shown = MaskedCardNumber::new(full).to_string();
+        let lookup = json!({
+            "outcome": "card", "source": "api", "wx_code": "100000000001",
+            "card": {"cardCode": full, "balance": 1, "discount": 1, "canMemberPrice": true}
+        });
+        let line = describe_lookup(&lookup);
+        assert!(line.contains(&format!("card {shown} ")), "{line}");
+        assert!(!line.contains("62220212"), "{line}");
+        let created = json!({
+            "outcome": "delivered",
+            "created": {"cardCode": full, "balance": 0, "points": 0}
+        });
+        let line = describe_write(&created);
+        assert!(line.contains(&format!("card {shown} ")), "{line}");
+        // Short numbers show nothing, as on the display; no escape sequence gets through.
+        let short = json!({"outcome": "delivered", "created": {"cardCode": "12\u{1b}[2J3"}});
+        let line = describe_write(&short);
+        assert!(line.contains("card **** ****"), "{line}");
     }
 }

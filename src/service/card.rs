@@ -16,6 +16,7 @@ use super::types::{
 };
 use super::{ServiceConfig, ServiceError};
 use crate::api::{ApiError, CardIssueOrder, Client, MemberInfo, PayCode, Status};
+use wxcard_hal::display::MaskedCardNumber;
 use wxcard_hal::text::untrusted;
 
 use crate::store::{CardKeys, DeadReason, DeadState, OutboxId, OutboxItem, Store, StoreError};
@@ -586,7 +587,11 @@ impl Inner {
 
     fn cache_put(&self, keys: &CardKeys, now: u64, answer: &CachedAnswer) {
         if let Err(e) = self.store.put_card(keys, now, answer) {
-            log::error!("cannot cache card {:?}: {e}", keys.wx_code);
+            let card = keys.wx_code.as_deref().or(keys.card_code.as_deref());
+            log::error!(
+                "cannot cache card {}: {e}",
+                MaskedCardNumber::new(card.unwrap_or(""))
+            );
         }
     }
 

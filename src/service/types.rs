@@ -1,6 +1,7 @@
 //! What the card service answers and emits; serialized as-is on the control socket.
 
 use serde::{Deserialize, Serialize};
+use wxcard_hal::display::MaskedCardNumber;
 
 use crate::api::{CardIssueOrder, CreatedMember, Endpoint, MemberCard, MemberInfo, Status};
 use crate::store::OutboxId;
@@ -123,11 +124,19 @@ impl QueuedWrite {
         }
     }
 
-    /// A short description without personal data, for logs and `outbox_list`.
+    /// A short description without personal data, for logs and `outbox_list`. The card
+    /// (微信会员卡号) is masked as the customer display masks it: `activate card **** 4570`.
     pub fn summary(&self) -> String {
         match self {
-            QueuedWrite::Activate(m) => format!("activate card {}", m.wx_code),
-            QueuedWrite::Create(m) => format!("create member for card {}", m.wx_code),
+            QueuedWrite::Activate(m) => {
+                format!("activate card {}", MaskedCardNumber::new(&m.wx_code))
+            }
+            QueuedWrite::Create(m) => {
+                format!(
+                    "create member for card {}",
+                    MaskedCardNumber::new(&m.wx_code)
+                )
+            }
             QueuedWrite::Issue(o) => format!("issue order {} ({} cards)", o.id, o.details.len()),
         }
     }
@@ -329,4 +338,24 @@ pub enum DeadKind {
     Rejected,
     /// It could not be read or decoded (damaged bytes, the sealing key lost or replaced).
     Undecodable,
+}
+
+#[cfg(test)]
+mod summary_tests {
+    use super::*;
+
+    #[test]
+    fn the_summary_logged_for_a_write_masks_the_card_as_the_display_does() {
+        let member: MemberInfo =
+            serde_json::from_value(serde_json::json!({"wxCode": "812345678901234570"})).unwrap();
+        let shown = MaskedCardNumber::new("812345678901234570").to_string();
+        for write in [
+            QueuedWrite::Activate(member.clone()),
+            QueuedWrite::Create(member),
+        ] {
+            let summary = write.summary();
+            assert!(summary.ends_with(&format!("card {shown}")), "{summary}");
+            assert!(!summary.contains("81234567"), "{summary}");
+        }
+    }
 }

@@ -216,6 +216,8 @@ mod tests {
             shop_name = "好又多"
             [labels]
             pay_code = "Pay with this code"
+            language = "en"
+            currency = "HK$"
             [framebuffer]
             device = "/tmp/fb.raw"
             width = 800
@@ -234,6 +236,9 @@ mod tests {
         );
         assert_eq!(cfg.texts().shop_name, "好又多");
         assert_eq!(cfg.labels.pay_code, "Pay with this code");
+        assert_eq!(cfg.labels.language, crate::display::LabelLanguage::En);
+        assert_eq!(cfg.labels.currency, "HK$");
+        assert!(toml::from_str::<DisplayConfig>("[labels]\nlanguage = \"fr\"").is_err());
         assert_eq!(
             cfg.labels.balance,
             Labels::default().balance,

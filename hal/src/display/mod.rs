@@ -2,6 +2,8 @@
 //!
 //! # Layout
 //! - [`screen`]: the values the daemon shows ([`Screen`], [`PayCode`], [`CardSummary`]).
+//! - [`format`]: money (`¥5,000.00`) and discounts (`8.8折`, `12% off`) from the backend's
+//!   exact decimal text.
 //! - [`qr`]: the QR matrix of a pay code, encoded once and drawn by every backend.
 //! - [`view`]: a screen reduced to heading, rows and QR, with the configured [`Labels`].
 //! - [`config`]: `[display]` settings, all with defaults.
@@ -21,6 +23,7 @@
 
 pub mod config;
 pub mod driver;
+pub mod format;
 pub mod qr;
 pub mod screen;
 pub mod view;
@@ -42,6 +45,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 pub use config::{BackendKind, DisplayConfig, PixelFormat};
+pub use format::LabelLanguage;
 pub use qr::{QrError, QrMatrix};
 pub use screen::{CardSummary, MaskedCardNumber, Message, PayCode, Screen};
 pub use view::{Labels, Texts, View};

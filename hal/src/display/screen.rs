@@ -1,7 +1,9 @@
 //! What a customer display shows, as values the daemon builds.
 //!
-//! Money, points and discounts arrive as display strings: hal does not depend on the
-//! daemon's decimal types and never reformats an amount the backend sent. A card number is
+//! Money, points and discounts arrive as the decimal text the backend sent (`"5000.00"`,
+//! `"0.88"`): hal does not depend on the daemon's decimal types, and the view decorates that
+//! text for the customer (`¥5,000.00`, `8.8折`) without changing a digit (see
+//! [`super::format`]). A card number is
 //! cut to its last four characters when the summary is built, so no backend can show (or
 //! log) the full number. A pay code carries its QR matrix, encoded once, and its expiry
 //! instant; the countdown is computed from a `now` the caller passes in, which keeps the
@@ -34,14 +36,15 @@ pub enum Screen {
 pub struct CardSummary {
     /// The card number, masked.
     pub card: MaskedCardNumber,
-    /// Balance as the backend formatted it, e.g. `"¥128.50"`.
+    /// Balance as the backend sent it, a decimal text, e.g. `"5000.00"` (shown `¥5,000.00`).
     pub balance: String,
     /// Points as the backend sent them; `None` when it did not send any (the line is left
     /// out rather than shown as a dash that reads like zero).
     pub points: Option<String>,
     /// Whether the member gets member prices.
     pub member_price: bool,
-    /// The discount as the backend sent it, e.g. `"9.5折"` or `"95%"`.
+    /// The discount rate as the backend sent it, a decimal text, e.g. `"0.95"` (shown as
+    /// `9.5折` or `5% off`; no line for `"1.00"` or a rate outside (0, 1]).
     pub discount: String,
 }
 

@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use serde::Deserialize;
 
+use super::format::{self, Discount, LabelLanguage};
 use super::qr::QrMatrix;
 use super::screen::{Message, Screen, format_countdown};
 
@@ -17,6 +18,11 @@ use super::screen::{Message, Screen, format_countdown};
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Labels {
+    /// The language these labels are in: `zh` writes a discount as `8.8折`, `en` as
+    /// `12% off`, `both` (the default, for the bilingual defaults) as `8.8折 · 12% off`.
+    pub language: LabelLanguage,
+    /// Currency sign put before money (`¥5,000.00`).
+    pub currency: String,
     /// Heading of the idle screen, shown above the shop name.
     pub welcome: String,
     /// Heading of the card summary.
@@ -50,6 +56,8 @@ pub struct Labels {
 impl Default for Labels {
     fn default() -> Self {
         Self {
+            language: LabelLanguage::Both,
+            currency: "¥".into(),
             welcome: "欢迎光临 Welcome".into(),
             card: "会员卡 Member card".into(),
             balance: "余额 Balance".into(),
@@ -168,23 +176,24 @@ impl<'a> View<'a> {
                 };
                 v.rows = vec![
                     row("", c.card.to_string()),
-                    row(&l.balance, c.balance.clone()),
+                    row(&l.balance, format::money(&c.balance, &l.currency)),
                 ];
                 // No points line when the backend did not say: "-" would read as zero.
                 if let Some(points) = &c.points {
                     v.rows.push(row(&l.points, points.clone()));
                 }
-                v.rows.extend([
-                    row(
-                        &l.member_price,
-                        if c.member_price {
-                            l.yes.clone()
-                        } else {
-                            l.no.clone()
-                        },
-                    ),
-                    row(&l.discount, c.discount.clone()),
-                ]);
+                v.rows.push(row(
+                    &l.member_price,
+                    if c.member_price {
+                        l.yes.clone()
+                    } else {
+                        l.no.clone()
+                    },
+                ));
+                // No line for full price (`1.00`), nor for a rate that makes no sense.
+                if let Some(d) = Discount::from_rate(&c.discount) {
+                    v.rows.push(row(&l.discount, d.text(l.language)));
+                }
             }
             Screen::PayCode(p) if p.is_expired(now) => {
                 v.kind = "message";
@@ -267,13 +276,90 @@ mod tests {
     use crate::display::{CardSummary, MaskedCardNumber};
 
     fn card(points: Option<&str>) -> Screen {
+        card_with("128.50", "0.95", points)
+    }
+
+    fn card_with(balance: &str, discount: &str, points: Option<&str>) -> Screen {
         Screen::Card(CardSummary {
             card: MaskedCardNumber::new("M0001001A"),
-            balance: "128.50".into(),
+            balance: balance.into(),
             points: points.map(str::to_owned),
             member_price: true,
-            discount: "0.95".into(),
+            discount: discount.into(),
         })
+    }
+
+    fn value_of(view: &View<'_>, label: &str) -> Option<String> {
+        view.rows
+            .iter()
+            .find(|r| r.label == label)
+            .map(|r| r.value.clone())
+    }
+
+    #[test]
+    fn the_card_screen_shows_money_with_sign_and_groups() {
+        let texts = Texts::default();
+        let now = Instant::now();
+        for (sent, shown) in [
+            ("5000.00", "¥5,000.00"),
+            ("-1234567", "-¥1,234,567"),
+            ("0.5", "¥0.5"),
+        ] {
+            let screen = card_with(sent, "1", None);
+            let view = View::of(&screen, &texts, now);
+            assert_eq!(
+                value_of(&view, &texts.labels.balance).as_deref(),
+                Some(shown)
+            );
+        }
+        let mut hk = Texts::default();
+        hk.labels.currency = "HK$".into();
+        let screen = card_with("12000.5", "1", None);
+        let view = View::of(&screen, &hk, now);
+        assert_eq!(
+            value_of(&view, &hk.labels.balance).as_deref(),
+            Some("HK$12,000.5")
+        );
+    }
+
+    #[test]
+    fn the_discount_is_written_in_the_labels_language_and_left_out_at_full_price() {
+        let now = Instant::now();
+        let mut texts = Texts::default();
+        for (language, rate, shown) in [
+            (LabelLanguage::Zh, "0.88", Some("8.8折")),
+            (LabelLanguage::En, "0.88", Some("12% off")),
+            (LabelLanguage::Zh, "0.95", Some("9.5折")),
+            (LabelLanguage::En, "0.95", Some("5% off")),
+            (LabelLanguage::Both, "0.88", Some("8.8折 · 12% off")),
+            (LabelLanguage::Zh, "1.00", None),
+            (LabelLanguage::En, "1", None),
+            (LabelLanguage::Both, "3.0", None),
+            (LabelLanguage::Both, "0", None),
+        ] {
+            texts.labels.language = language;
+            let screen = card_with("1.00", rate, None);
+            let view = View::of(&screen, &texts, now);
+            assert_eq!(
+                value_of(&view, &texts.labels.discount).as_deref(),
+                shown,
+                "{language:?} {rate}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_card_number_on_the_display_is_the_one_masked_form() {
+        let screen = Screen::Card(CardSummary {
+            card: MaskedCardNumber::new("6222021234567890"),
+            balance: "1".into(),
+            points: None,
+            member_price: false,
+            discount: "1".into(),
+        });
+        let view = View::of(&screen, &Texts::default(), Instant::now());
+        assert_eq!(view.rows[0].value, "**** 7890");
+        assert!(view.row_lines().all(|l| !l.contains("62220212")));
     }
 
     #[test]

@@ -20,10 +20,10 @@ pub fn pay_code(code: &str, now: Instant) -> Screen {
 pub fn card() -> Screen {
     Screen::Card(CardSummary {
         card: MaskedCardNumber::new(CARD),
-        balance: "¥128.50".into(),
+        balance: "128.50".into(),
         points: Some("3120".into()),
         member_price: true,
-        discount: "9.5折".into(),
+        discount: "0.95".into(),
     })
 }
 
