@@ -78,7 +78,12 @@ pub fn build(socket: &Path, config: &Path, timeout: Duration) -> String {
     }
 
     section(&mut out, "outbox (no personal data)");
-    match ask(&Command::OutboxList) {
+    // `outbox_list` answers `{"entries": [...]}`.
+    let rows = ask(&Command::OutboxList).map(|mut answer| match answer.get_mut("entries") {
+        Some(entries) => entries.take(),
+        None => answer,
+    });
+    match rows {
         Ok(Value::Array(rows)) if rows.is_empty() => {
             let _ = writeln!(out, "empty");
         }
@@ -366,15 +371,16 @@ fn cut_kiosk_token(s: &str) -> String {
 }
 
 /// Replaces everything that looks like a card code (a run of 10 or more letters and digits
-/// holding at least 8 digits) by stars and its last 4 characters.
+/// holding at least 8 digits) by the one masked form the display, `wxcardctl` and the logs
+/// use (`**** 4570`).
 pub fn mask_codes(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut word = String::new();
     let flush = |word: &mut String, out: &mut String| {
         let digits = word.bytes().filter(u8::is_ascii_digit).count();
         if word.len() >= 10 && digits >= 8 {
-            out.push_str(&"*".repeat(word.len() - 4));
-            out.push_str(&word[word.len() - 4..]);
+            let masked = wxcard_hal::display::MaskedCardNumber::new(word.as_str());
+            out.push_str(&masked.to_string());
         } else {
             out.push_str(word);
         }
@@ -400,7 +406,7 @@ mod tests {
     fn codes_urls_and_secret_keys_are_masked() {
         assert_eq!(
             mask_codes("activate card 812345678901234567 at 12:00, v1"),
-            "activate card **************4567 at 12:00, v1"
+            "activate card **** 4567 at 12:00, v1"
         );
         assert_eq!(
             redact_url("https://u:p@h.example/api?token=x"),

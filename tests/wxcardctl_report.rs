@@ -77,10 +77,20 @@ fn the_report_has_every_section_and_no_secret_member_data_or_card_code() {
         "scanner \"front\"",
         "== journal (last 500 lines of wxcardd.service) ==",
         "== disk ==",
-        "**************4570",
+        "**** 4570",
     ] {
         assert!(report.contains(want), "{want:?} missing from:\n{report}");
     }
+    // The outbox section lists the queued row itself (outbox_list answers {"entries": [...]}).
+    let outbox = report
+        .split("== outbox (no personal data) ==")
+        .nth(1)
+        .and_then(|rest| rest.split("\n== ").next())
+        .unwrap_or_default();
+    assert!(
+        outbox.contains("\"endpoint\":\"activemember\"") && !outbox.contains("unexpected answer"),
+        "the outbox section does not list the queued write:\n{outbox}"
+    );
     for secret in [TOKEN, CODE, NAME, PHONE, ID_CARD] {
         assert!(
             !report.contains(secret),
