@@ -163,8 +163,10 @@ fn main() {
     let now = Instant::now();
     let expiry = now + Duration::from_secs(120);
     let idle = Screen::Idle;
-    let frame =
-        std::cell::RefCell::new(Frame::new(Canvas::new(W, H, W * 4, PixelFormat::Xrgb8888)));
+    let frame = std::cell::RefCell::new(Frame::new(
+        Canvas::new(W, H, W * 4, PixelFormat::Xrgb8888),
+        wxcard_hal::display::font::Font::builtin(),
+    ));
     stats(
         "idle -> pay code: encode + draw off-screen frame",
         measure(

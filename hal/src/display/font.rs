@@ -7,6 +7,71 @@
 
 use unifont::Glyph;
 
+/// A typeface the raster backends draw with, at any pixel size.
+///
+/// The one interface the layout uses: how wide a text is and how tall its line is at a
+/// pixel size, and the coverage of its pixels. Today it is the built-in Unifont bitmap,
+/// scaled by whole pixels (sizes round down to a multiple of 16, at least 16).
+#[derive(Debug)]
+pub struct Font {
+    name: String,
+}
+
+impl Font {
+    /// The font compiled into the binary.
+    pub fn builtin() -> std::sync::Arc<Font> {
+        std::sync::Arc::new(Font {
+            name: "built-in GNU Unifont".into(),
+        })
+    }
+
+    /// What `status` reports: the font's name or file.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn scale(px: usize) -> usize {
+        (px / HEIGHT).max(1)
+    }
+
+    /// Height in pixels of one line of text set at `px` pixels.
+    pub fn line_height(&self, px: usize) -> usize {
+        HEIGHT * Self::scale(px)
+    }
+
+    /// Advance width in pixels of `text` set at `px` pixels.
+    pub fn text_width(&self, text: &str, px: usize) -> usize {
+        text_width(text) * Self::scale(px)
+    }
+
+    /// Calls `plot(x, y, len, alpha)` for every horizontal run of `len` pixels of `text` set
+    /// at `px` pixels with its line's top-left corner at (0, 0); `alpha` is the coverage
+    /// (255 = solid ink). Runs beyond `max_width` are not reported.
+    pub fn render(
+        &self,
+        text: &str,
+        px: usize,
+        max_width: usize,
+        mut plot: impl FnMut(usize, usize, usize, u8),
+    ) {
+        let scale = Self::scale(px);
+        let mut x = 0;
+        for ch in text.chars() {
+            let Some(g) = glyph(ch) else { continue };
+            if x >= max_width {
+                break;
+            }
+            let x0 = x;
+            runs(g, |gx, gy, len| {
+                for dy in 0..scale {
+                    plot(x0 + gx * scale, gy * scale + dy, len * scale, 255);
+                }
+            });
+            x += g.get_width() * scale;
+        }
+    }
+}
+
 /// Glyph height in font pixels.
 pub const HEIGHT: usize = 16;
 

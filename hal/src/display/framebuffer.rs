@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use super::config::{FramebufferConfig, PixelFormat};
+use super::font::Font;
 use super::raster::{Canvas, Frame};
 use super::view::{Texts, View};
 use super::{CustomerDisplay, DisplayError, Screen};
@@ -135,7 +136,7 @@ impl FramebufferDisplay {
             file,
             mapping,
             geometry,
-            frame: Frame::new(canvas),
+            frame: Frame::new(canvas, Font::builtin()),
             texts,
         })
     }

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use super::config::{PixelFormat, PngConfig};
+use super::font::Font;
 use super::raster::{Canvas, Frame};
 use super::view::{Texts, View};
 use super::{CustomerDisplay, DisplayError, Screen};
@@ -33,7 +34,10 @@ impl PngDisplay {
         }
         Ok(Self {
             path: config.path.clone(),
-            frame: Frame::new(Canvas::new(w, h, w * 3, PixelFormat::Rgb888)),
+            frame: Frame::new(
+                Canvas::new(w, h, w * 3, PixelFormat::Rgb888),
+                Font::builtin(),
+            ),
             texts,
         })
     }

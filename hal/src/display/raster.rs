@@ -9,7 +9,9 @@
 use std::ops::Range;
 
 use super::config::PixelFormat;
-use super::font;
+use std::sync::Arc;
+
+use super::font::Font;
 use super::qr::QrPlacement;
 use super::view::{Tone, View};
 
@@ -229,29 +231,62 @@ impl Canvas {
         });
     }
 
-    /// Draws one line of text at `scale`, horizontally centred, top at `y`; shrinks the scale
-    /// until the line fits (and clips if not even scale 1 does). Returns the height used.
-    pub fn text_centred(&mut self, text: &str, y: usize, scale: usize, c: Rgb) -> usize {
-        let width = font::text_width(text);
-        let mut scale = scale.max(1);
-        while scale > 1 && width * scale > self.width {
-            scale -= 1;
+    /// Blends `c` over the pixel run at (`x`, `y`), `len` long, with coverage `alpha`,
+    /// clipped to the canvas. The text's background is assumed to be [`BACKGROUND`].
+    fn blend_run(&mut self, x: usize, y: usize, len: usize, c: Rgb, alpha: u8) {
+        if alpha == 0 {
+            return;
         }
-        let mut x = self.width.saturating_sub(width * scale) / 2;
-        for ch in text.chars() {
-            let Some(g) = font::glyph(ch) else { continue };
-            if x >= self.width {
-                break;
-            }
-            let x0 = x;
-            font::runs(g, |gx, gy, len| {
-                self.fill_rect(x0 + gx * scale, y + gy * scale, len * scale, scale, c);
-            });
-            x += g.get_width() * scale;
+        let c = if alpha == 255 {
+            c
+        } else {
+            let mix = |f: u8, b: u8| {
+                ((u16::from(f) * u16::from(alpha) + u16::from(b) * (255 - u16::from(alpha)) + 127)
+                    / 255) as u8
+            };
+            Rgb(
+                mix(c.0, BACKGROUND.0),
+                mix(c.1, BACKGROUND.1),
+                mix(c.2, BACKGROUND.2),
+            )
+        };
+        self.fill_rect(x, y, len, 1, c);
+    }
+
+    /// Draws one line of `text` set at `px` pixels with its top-left corner at (`x`, `y`),
+    /// clipped to the canvas. Returns the width drawn.
+    pub fn text(
+        &mut self,
+        font: &Font,
+        text: &str,
+        x: usize,
+        y: usize,
+        px: usize,
+        c: Rgb,
+    ) -> usize {
+        let max = self.width.saturating_sub(x);
+        font.render(text, px, max, |gx, gy, len, alpha| {
+            self.blend_run(x + gx, y + gy, len, c, alpha);
+        });
+        font.text_width(text, px).min(max)
+    }
+
+    /// Draws one line of text at `px` pixels, horizontally centred, top at `y`; shrinks the
+    /// size until the line fits (and clips if not even the smallest does). Returns the
+    /// height used.
+    pub fn text_centred(&mut self, font: &Font, text: &str, y: usize, px: usize, c: Rgb) -> usize {
+        let mut px = px.max(1);
+        while px > MIN_TEXT_PX && font.text_width(text, px) > self.width {
+            px -= 1;
         }
-        font::HEIGHT * scale
+        let x = self.width.saturating_sub(font.text_width(text, px)) / 2;
+        self.text(font, text, x, y, px, c);
+        font.line_height(px)
     }
 }
+
+/// The smallest size [`Canvas::text_centred`] shrinks text to.
+pub const MIN_TEXT_PX: usize = 16;
 
 /// What was last drawn, minus the countdown: equal keys mean only the countdown can differ.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -283,20 +318,30 @@ impl Key {
 #[derive(Debug, Clone)]
 struct CountdownSlot {
     y: usize,
-    scale: usize,
+    px: usize,
     text: String,
 }
 
 /// A canvas plus what is on it, so that a countdown tick redraws one line and not the QR.
 pub struct Frame {
     canvas: Canvas,
+    font: Arc<Font>,
     last: Option<(Key, Option<CountdownSlot>)>,
 }
 
 impl Frame {
-    /// A frame drawing on `canvas`.
-    pub fn new(canvas: Canvas) -> Self {
-        Self { canvas, last: None }
+    /// A frame drawing on `canvas` with `font`.
+    pub fn new(canvas: Canvas, font: Arc<Font>) -> Self {
+        Self {
+            canvas,
+            font,
+            last: None,
+        }
+    }
+
+    /// The font text is set in.
+    pub fn font(&self) -> &Font {
+        &self.font
     }
 
     /// The canvas.
@@ -323,9 +368,10 @@ impl Frame {
                 match (slot, &view.countdown) {
                     (Some(slot), Some(text)) if slot.text == *text => {}
                     (Some(slot), Some(text)) => {
-                        let (w, h) = (self.canvas.width(), font::HEIGHT * slot.scale);
+                        let (w, h) = (self.canvas.width(), self.font.line_height(slot.px));
                         self.canvas.fill_rect(0, slot.y, w, h, BACKGROUND);
-                        self.canvas.text_centred(text, slot.y, slot.scale, INK);
+                        self.canvas
+                            .text_centred(&self.font, text, slot.y, slot.px, INK);
                         slot.text.clone_from(text);
                     }
                     _ => {}
@@ -333,32 +379,32 @@ impl Frame {
                 return;
             }
         }
-        let slot = render(&mut self.canvas, view);
+        let slot = render(&mut self.canvas, &self.font, view);
         self.last = Some((key, slot));
     }
 }
 
 /// Draws `view` on a cleared canvas: heading at the top, then either the QR with its digits
 /// and countdown below it, or the rows. Returns where the countdown went.
-fn render(canvas: &mut Canvas, view: &View<'_>) -> Option<CountdownSlot> {
+fn render(canvas: &mut Canvas, font: &Font, view: &View<'_>) -> Option<CountdownSlot> {
     canvas.clear();
     if view.kind == "blank" {
         return None;
     }
     let short = canvas.width().min(canvas.height());
-    let heading_scale = (short / 180).max(1);
-    let body_scale = (short / 270).max(1);
-    let margin = 6 * heading_scale;
-    let line = font::HEIGHT * body_scale;
+    let heading_px = (short / 180).max(1) * 16;
+    let body_px = (short / 270).max(1) * 16;
+    let margin = 6 * heading_px / 16;
+    let line = font.line_height(body_px);
     let heading_colour = if view.tone == Tone::Alert { ALERT } else { INK };
 
     let mut y = margin;
     if view.qr.is_none() {
         // Text-only screens sit a third of the way down rather than stuck to the top.
-        let block = font::HEIGHT * heading_scale + 2 * margin + view.rows.len() * (line + margin);
+        let block = font.line_height(heading_px) + 2 * margin + view.rows.len() * (line + margin);
         y = y.max(canvas.height().saturating_sub(block) / 3);
     }
-    y += canvas.text_centred(&view.heading, y, heading_scale, heading_colour) + margin;
+    y += canvas.text_centred(font, &view.heading, y, heading_px, heading_colour) + margin;
 
     if let Some(qr) = view.qr {
         let footer = margin + line + margin / 2 + line + margin;
@@ -368,12 +414,12 @@ fn render(canvas: &mut Canvas, view: &View<'_>) -> Option<CountdownSlot> {
             canvas.draw_qr(p, padded, |x, yy| qr.matrix.is_dark_padded(x, yy));
             y = p.y + p.side + margin / 2;
         }
-        y += canvas.text_centred(&view.digits, y, body_scale, INK) + margin / 2;
+        y += canvas.text_centred(font, &view.digits, y, body_px, INK) + margin / 2;
         let text = view.countdown.clone()?;
-        canvas.text_centred(&text, y, body_scale, INK);
+        canvas.text_centred(font, &text, y, body_px, INK);
         return Some(CountdownSlot {
             y,
-            scale: body_scale,
+            px: body_px,
             text,
         });
     }
@@ -382,7 +428,7 @@ fn render(canvas: &mut Canvas, view: &View<'_>) -> Option<CountdownSlot> {
         if y + line > canvas.height() {
             break;
         }
-        y += canvas.text_centred(&text, y, body_scale, INK) + margin;
+        y += canvas.text_centred(font, &text, y, body_px, INK) + margin;
     }
     None
 }
