@@ -184,10 +184,10 @@ async fn screens_are_pushed_and_the_svg_decodes_to_the_pay_code() {
     let mut late = Events::connect(addr).await;
     assert_eq!(late.next().await.unwrap()["screen"]["kind"], "card");
 
-    // An expired code is pushed as the expired message, without a QR.
+    // An expired code is pushed as the expired screen, without a QR.
     web.show(&code, now + Duration::from_secs(120)).unwrap();
     let ev = events.next().await.unwrap();
-    assert_eq!(ev["screen"]["kind"], "message");
+    assert_eq!(ev["screen"]["kind"], "expired");
     assert!(ev["screen"]["svg"].is_null());
 
     // Stopping ends the streams and frees the port for the restarted daemon.
@@ -195,7 +195,7 @@ async fn screens_are_pushed_and_the_svg_decodes_to_the_pay_code() {
     assert!(events.next().await.is_none());
     assert_eq!(
         late.next().await.unwrap()["screen"]["kind"],
-        "message",
+        "expired",
         "pushed before the stop"
     );
     assert!(late.next().await.is_none());

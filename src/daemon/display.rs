@@ -113,7 +113,10 @@ fn same_backend(kind: BackendKind, a: &DisplayConfig, b: &DisplayConfig) -> bool
         BackendKind::Web => a.web == b.web,
         BackendKind::Png => a.png == b.png,
     };
-    section && a.shop_name == b.shop_name && a.labels == b.labels
+    section
+        && a.shop_name == b.shop_name
+        && a.labels == b.labels
+        && (a.accent, &a.logo, a.dpi, a.diagonal_in) == (b.accent, &b.logo, b.dpi, b.diagonal_in)
 }
 
 impl Backend {

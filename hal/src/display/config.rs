@@ -60,6 +60,17 @@ pub struct DisplayConfig {
     pub backends: Vec<BackendKind>,
     /// Shop name on the idle screen; default `"wxcard"`.
     pub shop_name: String,
+    /// Accent colour of the header band on the idle and card screens, `"#RRGGBB"`; default
+    /// `"#00695C"` (dark teal). Text on it is white or black, whichever contrasts more.
+    pub accent: Colour,
+    /// A PNG shown in the header band (scaled to fit once, at start); default none. A file
+    /// that cannot be read is a warning, and the band shows without it.
+    pub logo: Option<PathBuf>,
+    /// Pixels per inch of the panel, to draw the pay code at least 35 mm wide; default none
+    /// (a framebuffer's reported size in mm is used, else 160 dpi is assumed).
+    pub dpi: Option<Positive>,
+    /// Or the panel's diagonal in inches (dpi wins when both are set); default none.
+    pub diagonal_in: Option<Positive>,
     /// `[display.labels]`: every text the customer reads.
     pub labels: Labels,
     /// `[display.framebuffer]`.
@@ -78,6 +89,10 @@ impl Default for DisplayConfig {
         Self {
             backends: Vec::new(),
             shop_name: texts.shop_name,
+            accent: Colour::DEFAULT_ACCENT,
+            logo: None,
+            dpi: None,
+            diagonal_in: None,
             labels: texts.labels,
             framebuffer: FramebufferConfig::default(),
             terminal: TerminalConfig::default(),
@@ -93,6 +108,88 @@ impl DisplayConfig {
         Texts {
             shop_name: self.shop_name.clone(),
             labels: self.labels.clone(),
+        }
+    }
+}
+
+/// An sRGB colour written `"#RRGGBB"` in the config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Colour(pub u8, pub u8, pub u8);
+
+impl Colour {
+    /// The default accent, `#00695C`.
+    pub const DEFAULT_ACCENT: Colour = Colour(0x00, 0x69, 0x5c);
+
+    /// Parses `#RRGGBB`.
+    pub fn parse(text: &str) -> Option<Colour> {
+        let hex = text.strip_prefix('#')?;
+        if hex.len() != 6 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        let at = |i: usize| u8::from_str_radix(&hex[i..i + 2], 16).ok();
+        Some(Colour(at(0)?, at(2)?, at(4)?))
+    }
+
+    /// `#rrggbb`.
+    pub fn hex(self) -> String {
+        format!("#{:02x}{:02x}{:02x}", self.0, self.1, self.2)
+    }
+
+    /// Relative luminance (WCAG 2).
+    pub fn luminance(self) -> f64 {
+        let lin = |v: u8| {
+            let v = f64::from(v) / 255.0;
+            if v <= 0.04045 {
+                v / 12.92
+            } else {
+                ((v + 0.055) / 1.055).powf(2.4)
+            }
+        };
+        0.2126 * lin(self.0) + 0.7152 * lin(self.1) + 0.0722 * lin(self.2)
+    }
+
+    /// WCAG 2 contrast ratio against `other` (1 to 21).
+    pub fn contrast(self, other: Colour) -> f64 {
+        let (a, b) = (self.luminance(), other.luminance());
+        (a.max(b) + 0.05) / (a.min(b) + 0.05)
+    }
+
+    /// White or black, whichever reads better on this colour (at least 4.58:1 on any).
+    pub fn ink(self) -> Colour {
+        let (white, black) = (Colour(255, 255, 255), Colour(0, 0, 0));
+        if white.contrast(self) >= black.contrast(self) {
+            white
+        } else {
+            black
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Colour {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        Colour::parse(&text).ok_or_else(|| {
+            serde::de::Error::custom(format!("{text:?} is not a colour: write \"#RRGGBB\""))
+        })
+    }
+}
+
+/// A finite number above zero (a dpi, a diagonal in inches).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Positive(pub f64);
+
+// Only finite numbers above zero are ever made (see `deserialize`), so equality is total.
+impl Eq for Positive {}
+
+impl<'de> Deserialize<'de> for Positive {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = f64::deserialize(d)?;
+        if v.is_finite() && v > 0.0 && v < 100_000.0 {
+            Ok(Positive(v))
+        } else {
+            Err(serde::de::Error::custom(format!(
+                "{v} is not a positive number"
+            )))
         }
     }
 }
@@ -249,5 +346,28 @@ mod tests {
         let err = toml::from_str::<DisplayConfig>("[labels]\npaycode = \"x\"").unwrap_err();
         assert!(err.to_string().contains("unknown field"), "{err}");
         assert!(toml::from_str::<DisplayConfig>("backends = [\"hdmi\"]").is_err());
+    }
+
+    #[test]
+    fn accent_logo_and_panel_size_parse_and_bad_values_are_refused() {
+        let cfg: DisplayConfig = toml::from_str(
+            "accent = \"#FFcc00\"\nlogo = \"/etc/wxcardd/logo.png\"\ndpi = 133.5\ndiagonal_in = 7\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.accent, Colour(0xff, 0xcc, 0x00));
+        assert_eq!(cfg.logo, Some(PathBuf::from("/etc/wxcardd/logo.png")));
+        assert_eq!(cfg.dpi, Some(Positive(133.5)));
+        assert_eq!(cfg.diagonal_in, Some(Positive(7.0)));
+        for bad in [
+            "accent = \"red\"",
+            "accent = \"#12345\"",
+            "accent = \"#12345g\"",
+            "dpi = 0",
+            "dpi = -3",
+            "diagonal_in = \"7in\"",
+        ] {
+            assert!(toml::from_str::<DisplayConfig>(bad).is_err(), "{bad}");
+        }
+        assert_eq!(DisplayConfig::default().accent, Colour::DEFAULT_ACCENT);
     }
 }

@@ -184,7 +184,7 @@ mod tests {
         );
         assert_eq!(
             rx.recv().await.unwrap(),
-            (ms(2750), "message".into()),
+            (ms(2750), "expired".into()),
             "expired on time"
         );
 
@@ -192,7 +192,7 @@ mod tests {
         tokio::time::sleep(Duration::from_secs(60)).await;
         assert!(rx.try_recv().is_err());
         tx.send(Screen::Message(Message::Offline)).unwrap();
-        assert_eq!(rx.recv().await.unwrap(), (ms(62_750), "message".into()));
+        assert_eq!(rx.recv().await.unwrap(), (ms(62_750), "offline".into()));
         drop(tx);
         task.await.unwrap();
     }

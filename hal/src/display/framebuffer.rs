@@ -17,6 +17,7 @@ use std::time::Instant;
 
 use super::config::{FramebufferConfig, PixelFormat};
 use super::font::Font;
+use super::layout::Look;
 use super::raster::{Canvas, Frame};
 use super::view::{Texts, View};
 use super::{CustomerDisplay, DisplayError, Screen};
@@ -34,6 +35,9 @@ pub struct Geometry {
     pub format: PixelFormat,
     /// Byte offset of the visible frame (panning).
     pub offset: u64,
+    /// Width and height of the visible area in mm as the driver reports them (`None` for
+    /// a plain file; many drivers report 0, which the layout ignores).
+    pub size_mm: Option<(u32, u32)>,
 }
 
 /// A shared, writable mapping of the device, unmapped on drop.
@@ -141,6 +145,13 @@ impl FramebufferDisplay {
         })
     }
 
+    /// Draws in `look` from the next frame on; the device's own size in mm is used when
+    /// the config gives neither `dpi` nor `diagonal_in`.
+    pub fn set_look(&mut self, mut look: Look) {
+        look.device_mm = self.geometry.size_mm;
+        self.frame.set_look(look);
+    }
+
     /// Whether frames are copied through a memory mapping (else with `pwrite`).
     pub fn is_mapped(&self) -> bool {
         self.mapping.is_some()
@@ -227,6 +238,7 @@ fn from_config(
         stride,
         format,
         offset: 0,
+        size_mm: None,
     })
 }
 
@@ -356,6 +368,7 @@ fn query_device(file: &File, path: &Path) -> Result<Geometry, DisplayError> {
         stride,
         format,
         offset,
+        size_mm: Some((var.width, var.height)),
     })
 }
 

@@ -10,6 +10,8 @@
 //! - [`driver`]: keeps a display on the latest screen with a live countdown (tokio).
 //! - `raster` and `font`: an off-screen canvas with a CJK bitmap font (GNU Unifont), shared
 //!   by the framebuffer and PNG backends.
+//! - `layout`: where every box of a screen goes at any size (computed, then painted), the
+//!   shop's look (accent, logo) and the panel's physical size.
 //! - [`framebuffer`], [`terminal`], [`web`], [`png`]: the backends.
 //!
 //! # Driving a display
@@ -32,6 +34,8 @@ pub mod view;
 pub mod font;
 #[cfg(feature = "framebuffer")]
 pub mod framebuffer;
+#[cfg(any(feature = "framebuffer", feature = "png"))]
+pub mod layout;
 #[cfg(feature = "png")]
 pub mod png;
 #[cfg(any(feature = "framebuffer", feature = "png"))]
@@ -44,7 +48,7 @@ pub mod web;
 use std::path::PathBuf;
 use std::time::Instant;
 
-pub use config::{BackendKind, DisplayConfig, PixelFormat};
+pub use config::{BackendKind, Colour, DisplayConfig, PixelFormat};
 pub use format::LabelLanguage;
 pub use qr::{QrError, QrMatrix};
 pub use screen::{CardSummary, MaskedCardNumber, Message, PayCode, Screen};
@@ -217,22 +221,26 @@ pub fn open_one(
     let _ = (config, texts); // unused when no backend feature is on
     match kind {
         #[cfg(feature = "framebuffer")]
-        BackendKind::Framebuffer => Ok(Box::new(framebuffer::FramebufferDisplay::open(
-            &config.framebuffer,
-            texts.clone(),
-        )?)),
+        BackendKind::Framebuffer => {
+            let mut fb = framebuffer::FramebufferDisplay::open(&config.framebuffer, texts.clone())?;
+            fb.set_look(layout::Look::from_config(config));
+            Ok(Box::new(fb))
+        }
         #[cfg(feature = "terminal")]
         BackendKind::Terminal => Ok(Box::new(terminal::TerminalDisplay::open(
             &config.terminal,
             texts.clone(),
         )?)),
         #[cfg(feature = "web")]
-        BackendKind::Web => Ok(Box::new(web::WebDisplay::start(
-            &config.web,
-            texts.clone(),
-        )?)),
+        BackendKind::Web => Ok(Box::new(
+            web::WebDisplay::start(&config.web, texts.clone())?.with_accent(config.accent),
+        )),
         #[cfg(feature = "png")]
-        BackendKind::Png => Ok(Box::new(png::PngDisplay::new(&config.png, texts.clone())?)),
+        BackendKind::Png => {
+            let mut png = png::PngDisplay::new(&config.png, texts.clone())?;
+            png.set_look(layout::Look::from_config(config));
+            Ok(Box::new(png))
+        }
         #[allow(unreachable_patterns)]
         other => Err(DisplayError::NotBuilt(other)),
     }

@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use super::config::{PixelFormat, PngConfig};
 use super::font::Font;
+use super::layout::Look;
 use super::raster::{Canvas, Frame};
 use super::view::{Texts, View};
 use super::{CustomerDisplay, DisplayError, Screen};
@@ -40,6 +41,11 @@ impl PngDisplay {
             ),
             texts,
         })
+    }
+
+    /// Draws in `look` from the next frame on.
+    pub fn set_look(&mut self, look: Look) {
+        self.frame.set_look(look);
     }
 
     /// The file written.

@@ -1,4 +1,5 @@
-//! An off-screen canvas in the device's own pixel layout, and the screen layout drawn on it.
+//! An off-screen canvas in the device's own pixel layout (the layout drawn on it is in
+//! [`super::layout`]).
 //!
 //! The framebuffer backend copies the canvas to the device in one write, so the customer
 //! never sees a half-drawn frame being built; the PNG backend encodes it. The canvas keeps
@@ -9,11 +10,12 @@
 use std::ops::Range;
 
 use super::config::PixelFormat;
-use std::sync::Arc;
 
 use super::font::Font;
 use super::qr::QrPlacement;
-use super::view::{Tone, View};
+
+/// The frame (canvas plus what is on it) lives with the layout; re-exported where it was.
+pub use super::layout::Frame;
 
 /// A colour.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,8 +23,6 @@ pub struct Rgb(pub u8, pub u8, pub u8);
 
 /// Background of every screen: white, so the QR's quiet zone is the screen itself.
 pub const BACKGROUND: Rgb = Rgb(255, 255, 255);
-const INK: Rgb = Rgb(17, 17, 17);
-const ALERT: Rgb = Rgb(190, 0, 0);
 const QR_DARK: Rgb = Rgb(0, 0, 0);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -172,6 +172,29 @@ impl Canvas {
         }
     }
 
+    /// Copies a `w` x `h` block of pixels (rows top to bottom) to (`x`, `y`), clipped.
+    pub fn blit(&mut self, x: usize, y: usize, w: usize, h: usize, px: &[Rgb]) {
+        let bpp = self.format.bytes_per_pixel();
+        let (x1, y1) = ((x + w).min(self.width), (y + h).min(self.height));
+        if x >= x1 || y >= y1 || px.len() < w * h {
+            return;
+        }
+        for row in y..y1 {
+            let src = &px[(row - y) * w..][..x1 - x];
+            let at = row * self.stride + x * bpp;
+            for (i, &c) in src.iter().enumerate() {
+                let p = self.pixel(c);
+                self.buf[at + i * bpp..at + (i + 1) * bpp].copy_from_slice(&p[..bpp]);
+            }
+        }
+        self.mark(Rect {
+            x0: x,
+            y0: y,
+            x1,
+            y1,
+        });
+    }
+
     fn fill(&mut self, r: Rect, c: Rgb) {
         let bpp = self.format.bytes_per_pixel();
         let px = self.pixel(c);
@@ -288,151 +311,6 @@ impl Canvas {
 /// The smallest size [`Canvas::text_centred`] shrinks text to.
 pub const MIN_TEXT_PX: usize = 16;
 
-/// What was last drawn, minus the countdown: equal keys mean only the countdown can differ.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Key {
-    kind: &'static str,
-    tone: Tone,
-    heading: String,
-    rows: Vec<(String, String)>,
-    code: Option<String>,
-}
-
-impl Key {
-    fn of(view: &View<'_>) -> Self {
-        Key {
-            kind: view.kind,
-            tone: view.tone,
-            heading: view.heading.clone(),
-            rows: view
-                .rows
-                .iter()
-                .map(|r| (r.label.clone(), r.value.clone()))
-                .collect(),
-            code: view.qr.map(|q| q.code.to_owned()),
-        }
-    }
-}
-
-/// Where the countdown line sits, to redraw it alone on a tick.
-#[derive(Debug, Clone)]
-struct CountdownSlot {
-    y: usize,
-    px: usize,
-    text: String,
-}
-
-/// A canvas plus what is on it, so that a countdown tick redraws one line and not the QR.
-pub struct Frame {
-    canvas: Canvas,
-    font: Arc<Font>,
-    last: Option<(Key, Option<CountdownSlot>)>,
-}
-
-impl Frame {
-    /// A frame drawing on `canvas` with `font`.
-    pub fn new(canvas: Canvas, font: Arc<Font>) -> Self {
-        Self {
-            canvas,
-            font,
-            last: None,
-        }
-    }
-
-    /// The font text is set in.
-    pub fn font(&self) -> &Font {
-        &self.font
-    }
-
-    /// The canvas.
-    pub fn canvas(&self) -> &Canvas {
-        &self.canvas
-    }
-
-    /// The canvas, to take its changed rows.
-    pub fn canvas_mut(&mut self) -> &mut Canvas {
-        &mut self.canvas
-    }
-
-    /// Forgets what is on screen: the next draw repaints everything.
-    pub fn invalidate(&mut self) {
-        self.last = None;
-        self.canvas.invalidate();
-    }
-
-    /// Draws `view`, touching only what differs from the last view where it can.
-    pub fn draw(&mut self, view: &View<'_>) {
-        let key = Key::of(view);
-        if let Some((last_key, slot)) = &mut self.last {
-            if *last_key == key {
-                match (slot, &view.countdown) {
-                    (Some(slot), Some(text)) if slot.text == *text => {}
-                    (Some(slot), Some(text)) => {
-                        let (w, h) = (self.canvas.width(), self.font.line_height(slot.px));
-                        self.canvas.fill_rect(0, slot.y, w, h, BACKGROUND);
-                        self.canvas
-                            .text_centred(&self.font, text, slot.y, slot.px, INK);
-                        slot.text.clone_from(text);
-                    }
-                    _ => {}
-                }
-                return;
-            }
-        }
-        let slot = render(&mut self.canvas, &self.font, view);
-        self.last = Some((key, slot));
-    }
-}
-
-/// Draws `view` on a cleared canvas: heading at the top, then either the QR with its digits
-/// and countdown below it, or the rows. Returns where the countdown went.
-fn render(canvas: &mut Canvas, font: &Font, view: &View<'_>) -> Option<CountdownSlot> {
-    canvas.clear();
-    if view.kind == "blank" {
-        return None;
-    }
-    let short = canvas.width().min(canvas.height());
-    let heading_px = (short / 180).max(1) * 16;
-    let body_px = (short / 270).max(1) * 16;
-    let margin = 6 * heading_px / 16;
-    let line = font.line_height(body_px);
-    let heading_colour = if view.tone == Tone::Alert { ALERT } else { INK };
-
-    let mut y = margin;
-    if view.qr.is_none() {
-        // Text-only screens sit a third of the way down rather than stuck to the top.
-        let block = font.line_height(heading_px) + 2 * margin + view.rows.len() * (line + margin);
-        y = y.max(canvas.height().saturating_sub(block) / 3);
-    }
-    y += canvas.text_centred(font, &view.heading, y, heading_px, heading_colour) + margin;
-
-    if let Some(qr) = view.qr {
-        let footer = margin + line + margin / 2 + line + margin;
-        let area_h = canvas.height().saturating_sub(y + footer);
-        let padded = qr.matrix.padded_size();
-        if let Some(p) = qr.matrix.place(0, y, canvas.width(), area_h) {
-            canvas.draw_qr(p, padded, |x, yy| qr.matrix.is_dark_padded(x, yy));
-            y = p.y + p.side + margin / 2;
-        }
-        y += canvas.text_centred(font, &view.digits, y, body_px, INK) + margin / 2;
-        let text = view.countdown.clone()?;
-        canvas.text_centred(font, &text, y, body_px, INK);
-        return Some(CountdownSlot {
-            y,
-            px: body_px,
-            text,
-        });
-    }
-    y += margin;
-    for text in view.row_lines() {
-        if y + line > canvas.height() {
-            break;
-        }
-        y += canvas.text_centred(font, &text, y, body_px, INK) + margin;
-    }
-    None
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -453,7 +331,7 @@ mod tests {
         let mut c = Canvas::new(10, 10, 0, PixelFormat::Xrgb8888);
         c.clear();
         assert_eq!(c.take_changed_rows(), Some(0..10));
-        c.fill_rect(2, 3, 4, 2, INK);
+        c.fill_rect(2, 3, 4, 2, Rgb(17, 17, 17));
         assert_eq!(c.take_changed_rows(), Some(3..5));
         c.clear();
         assert_eq!(
@@ -468,7 +346,7 @@ mod tests {
             "nothing drawn, nothing to clear"
         );
         assert!(c.bytes().iter().all(|&b| b == 0xff));
-        c.fill_rect(8, 8, 100, 100, INK);
+        c.fill_rect(8, 8, 100, 100, Rgb(17, 17, 17));
         assert_eq!(c.take_changed_rows(), Some(8..10), "clipped");
     }
 }

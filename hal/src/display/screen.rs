@@ -97,6 +97,7 @@ impl fmt::Debug for MaskedCardNumber {
 pub struct PayCode {
     code: Arc<str>,
     expires_at: Instant,
+    lifetime: Duration,
     qr: Arc<QrMatrix>,
 }
 
@@ -104,9 +105,13 @@ impl PayCode {
     /// Encodes the QR matrix once; every backend draws this same matrix.
     pub fn new(code: &str, expires_at: Instant) -> Result<Self, QrError> {
         let qr = QrMatrix::encode(code)?;
+        // Whole seconds, rounded up: the time it took to get here does not shorten it.
+        let left = expires_at.saturating_duration_since(Instant::now());
+        let lifetime = Duration::from_secs(left.as_secs() + u64::from(left.subsec_nanos() > 0));
         Ok(Self {
             code: code.into(),
             expires_at,
+            lifetime,
             qr: Arc::new(qr),
         })
     }
@@ -119,6 +124,12 @@ impl PayCode {
     /// When the code stops being valid.
     pub fn expires_at(&self) -> Instant {
         self.expires_at
+    }
+
+    /// How long the code was valid for when it was made (whole seconds, rounded up); the
+    /// countdown bar shows the share of it left.
+    pub fn lifetime(&self) -> Duration {
+        self.lifetime
     }
 
     /// The encoded matrix.

@@ -125,7 +125,8 @@ pub struct QrPart<'a> {
 /// A screen reduced to text roles.
 #[derive(Debug, Clone)]
 pub struct View<'a> {
-    /// Which screen kind it came from (`blank`, `idle`, `card`, `paycode`, `message`).
+    /// Which screen kind it came from (`blank`, `idle`, `card`, `paycode`, `expired` (a pay
+    /// code whose time is up), `offline`, `message`).
     pub kind: &'static str,
     /// Normal or alert colours.
     pub tone: Tone,
@@ -139,8 +140,13 @@ pub struct View<'a> {
     pub countdown: Option<String>,
     /// Milliseconds left, with a pay code (for backends that count down by themselves).
     pub remaining_ms: Option<u64>,
+    /// Milliseconds the pay code was valid for when it was made, with a pay code (the
+    /// countdown bar is `remaining_ms / lifetime_ms` full).
+    pub lifetime_ms: Option<u64>,
     /// The pay code grouped in fours (empty without one).
     pub digits: String,
+    /// The shop's name (the idle and card screens carry it in their header band).
+    pub shop: String,
 }
 
 impl<'a> View<'a> {
@@ -155,7 +161,9 @@ impl<'a> View<'a> {
             qr: None,
             countdown: None,
             remaining_ms: None,
+            lifetime_ms: None,
             digits: String::new(),
+            shop: texts.shop_name.clone(),
         };
         match screen {
             Screen::Blank => {}
@@ -196,7 +204,7 @@ impl<'a> View<'a> {
                 }
             }
             Screen::PayCode(p) if p.is_expired(now) => {
-                v.kind = "message";
+                v.kind = "expired";
                 v.tone = Tone::Alert;
                 v.heading = l.expired.clone();
             }
@@ -206,6 +214,7 @@ impl<'a> View<'a> {
                 let remaining = p.remaining(now);
                 v.countdown = Some(format!("{} {}", l.expires_in, format_countdown(remaining)));
                 v.remaining_ms = Some(u64::try_from(remaining.as_millis()).unwrap_or(u64::MAX));
+                v.lifetime_ms = Some(u64::try_from(p.lifetime().as_millis()).unwrap_or(u64::MAX));
                 v.digits = p.grouped_digits();
                 v.qr = Some(QrPart {
                     matrix: p.qr(),
@@ -216,6 +225,7 @@ impl<'a> View<'a> {
                 v.kind = "message";
                 match m {
                     Message::Offline => {
+                        v.kind = "offline";
                         v.tone = Tone::Alert;
                         v.heading = l.offline.clone();
                     }
@@ -252,6 +262,7 @@ impl<'a> View<'a> {
         };
         clean(&mut self.heading);
         clean(&mut self.digits);
+        clean(&mut self.shop);
         for row in &mut self.rows {
             clean(&mut row.label);
             clean(&mut row.value);

@@ -36,7 +36,7 @@ use serde_json::json;
 use tokio::sync::{oneshot, watch};
 use zeroize::Zeroizing;
 
-use super::config::WebConfig;
+use super::config::{Colour, WebConfig};
 use super::view::{Texts, Tone, View};
 use super::{CustomerDisplay, DisplayError, Screen};
 
@@ -76,9 +76,16 @@ pub struct WebDisplay {
     stop: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,
     url: Zeroizing<String>,
+    accent: Colour,
 }
 
 impl WebDisplay {
+    /// Paints the page's header band in `accent` from the next screen on.
+    pub fn with_accent(mut self, accent: Colour) -> Self {
+        self.accent = accent;
+        self
+    }
+
     /// Binds `config.listen` and serves the page on the current tokio runtime.
     pub fn start(config: &WebConfig, texts: Texts) -> Result<Self, DisplayError> {
         let addr = config.listen;
@@ -117,7 +124,7 @@ impl WebDisplay {
 
         let blank = View::of(&Screen::Blank, &texts, Instant::now());
         let (current, rx) = watch::channel(Current {
-            content: content_json(&blank, &texts).into(),
+            content: content_json(&blank, &texts, Colour::DEFAULT_ACCENT).into(),
             remaining: None,
         });
         let guard = Arc::new(Guard {
@@ -165,6 +172,7 @@ impl WebDisplay {
         set_current_url(Some(url.to_string()));
         Ok(Self {
             url,
+            accent: Colour::DEFAULT_ACCENT,
             current,
             addr: local,
             texts,
@@ -213,7 +221,7 @@ impl Drop for WebDisplay {
 impl CustomerDisplay for WebDisplay {
     fn show(&mut self, screen: &Screen, now: Instant) -> Result<(), DisplayError> {
         let view = View::of(screen, &self.texts, now);
-        let content: Arc<str> = content_json(&view, &self.texts).into();
+        let content: Arc<str> = content_json(&view, &self.texts, self.accent).into();
         let remaining = view
             .remaining_ms
             .map(|ms| (Duration::from_millis(ms), Instant::now()));
@@ -564,7 +572,7 @@ impl tokio::io::AsyncWrite for Counted {
     }
 }
 
-fn content_json(view: &View<'_>, texts: &Texts) -> String {
+fn content_json(view: &View<'_>, texts: &Texts, accent: Colour) -> String {
     let rows: Vec<_> = view
         .rows
         .iter()
@@ -578,6 +586,10 @@ fn content_json(view: &View<'_>, texts: &Texts) -> String {
         "svg": view.qr.map(|q| q.matrix.to_svg()),
         "modules": view.qr.map(|q| q.matrix.padded_size()),
         "digits": view.digits,
+        "lifetime_ms": view.lifetime_ms,
+        "shop": view.shop,
+        "accent": accent.hex(),
+        "accent_ink": accent.ink().hex(),
         "expires_in": texts.labels.expires_in,
         "expired": texts.labels.expired,
     })
