@@ -1,7 +1,9 @@
 //! The kiosk page in a real headless Chromium (Debian's `chromium`), driven over the DevTools
 //! protocol on a pipe (`--remote-debugging-pipe`: fd 3 in, fd 4 out, NUL-separated JSON):
-//! load the page, push a pay code, take a screenshot and decode its QR with rqrr; then restart
-//! the server on the same port and check the page reconnected by itself.
+//! load the page, push a pay code, take a screenshot and decode its QR with rqrr at a
+//! landscape 800x480 and a portrait 1080x1920 size (checking the layout is side by side in
+//! one and stacked in the other, and nothing overflows); then restart the server on the same
+//! port and check the page reconnected by itself.
 
 mod display_support;
 
@@ -21,8 +23,10 @@ use wxcard_hal::display::config::WebConfig;
 use wxcard_hal::display::web::WebDisplay;
 use wxcard_hal::display::{CustomerDisplay, Screen, Texts};
 
-const WIDTH: u32 = 540;
-const HEIGHT: u32 = 960;
+const WIDTH: u32 = 800;
+const HEIGHT: u32 = 480;
+/// The second size the page is checked at.
+const PORTRAIT: (u32, u32) = (1080, 1920);
 
 struct Chromium {
     child: Child,
@@ -61,7 +65,7 @@ impl Chromium {
             "--disable-sync",
             "--disable-dev-shm-usage",
             "--remote-debugging-pipe",
-            &format!("--window-size={WIDTH},{HEIGHT}"),
+            &format!("--window-size={},{}", PORTRAIT.0, PORTRAIT.1),
         ])
         .arg(format!("--user-data-dir={}", profile.path().display()))
         .arg("about:blank")
@@ -164,6 +168,40 @@ impl Chromium {
         assert_eq!(res["result"]["value"], json!(true), "{res}");
     }
 
+    /// Evaluates `expr` in the page.
+    fn eval(&mut self, expr: &str) -> Value {
+        let res = self.call(
+            "Runtime.evaluate",
+            json!({"expression": expr, "returnByValue": true}),
+        );
+        res["result"]["value"].clone()
+    }
+
+    fn resize(&mut self, w: u32, h: u32) {
+        self.call(
+            "Emulation.setDeviceMetricsOverride",
+            json!({"width": w, "height": h, "deviceScaleFactor": 1, "mobile": false}),
+        );
+        // Let the page lay out at the new size (a resize event, then a frame).
+        let res = self.call(
+            "Runtime.evaluate",
+            json!({"expression": "new Promise(r => requestAnimationFrame(() => requestAnimationFrame(() => r(innerWidth + 'x' + innerHeight))))",
+                   "awaitPromise": true, "returnByValue": true}),
+        );
+        assert_eq!(res["result"]["value"], json!(format!("{w}x{h}")));
+    }
+
+    /// Where the QR and the heading are, and whether anything overflows the viewport.
+    fn paycode_geometry(&mut self) -> Value {
+        self.eval(
+            "(() => { const q = document.querySelector('#qr svg').getBoundingClientRect();
+               const h = document.getElementById('heading').getBoundingClientRect();
+               const d = document.documentElement;
+               return {qr: [q.left, q.top, q.right, q.bottom], heading: [h.left, h.top, h.right, h.bottom],
+                       overflow: d.scrollWidth > innerWidth || d.scrollHeight > innerHeight}; })()",
+        )
+    }
+
     fn screenshot(&mut self) -> Vec<u8> {
         let res = self.call("Page.captureScreenshot", json!({"format": "png"}));
         base64::engine::general_purpose::STANDARD
@@ -225,6 +263,23 @@ fn kiosk_page_in_headless_chromium_shows_a_decodable_pay_code_and_reconnects() {
         vec![CODE.to_string()],
         "QR read from the Chromium screenshot"
     );
+    // Landscape: QR on the left, words on its right, nothing off screen.
+    let g = browser.paycode_geometry();
+    assert!(g["qr"][2].as_f64() <= g["heading"][0].as_f64(), "{g}");
+    assert_eq!(g["overflow"], json!(false), "{g}");
+
+    // Portrait: heading above the QR, still decodable, nothing off screen.
+    browser.resize(PORTRAIT.0, PORTRAIT.1);
+    let (w, h, codes) = decode_png(&browser.screenshot());
+    assert_eq!((w, h), (PORTRAIT.0 as usize, PORTRAIT.1 as usize));
+    assert_eq!(codes, vec![CODE.to_string()], "QR read at 1080x1920");
+    let g = browser.paycode_geometry();
+    assert!(g["heading"][3].as_f64() <= g["qr"][1].as_f64(), "{g}");
+    assert_eq!(g["overflow"], json!(false), "{g}");
+    // At least 35 mm at the 96 CSS px per inch a kiosk browser assumes.
+    let side = g["qr"][2].as_f64().unwrap() - g["qr"][0].as_f64().unwrap();
+    assert!(side / 96.0 * 25.4 >= 35.0, "{g}");
+    browser.resize(WIDTH, HEIGHT);
 
     // Daemon restart: the server goes away and comes back on the same port with a new code.
     rt.block_on(web.stop());

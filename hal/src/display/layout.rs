@@ -1402,6 +1402,39 @@ mod tests {
         assert_eq!(px, vec![Rgb(255, 0, 0), Rgb(0, 0, 255)]);
     }
 
+    #[cfg(feature = "png")]
+    #[test]
+    fn a_logo_file_loads_and_a_bad_one_is_left_out_without_failing() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("logo.png");
+        {
+            let file = std::fs::File::create(&good).unwrap();
+            let mut enc = png::Encoder::new(file, 3, 2);
+            enc.set_color(png::ColorType::Rgba);
+            enc.set_depth(png::BitDepth::Eight);
+            let mut w = enc.write_header().unwrap();
+            w.write_image_data(&[255, 0, 0, 255].repeat(6)).unwrap();
+        }
+        let bad = dir.path().join("bad.png");
+        std::fs::write(&bad, b"GIF89a not a png").unwrap();
+        let config = |logo: &Path| DisplayConfig {
+            logo: Some(logo.to_owned()),
+            ..DisplayConfig::default()
+        };
+        let look = Look::from_config(&config(&good));
+        let img = look.logo.expect("a valid PNG loads");
+        assert_eq!((img.width, img.height), (3, 2));
+        assert_eq!(&img.rgba[..4], &[255, 0, 0, 255]);
+        for path in [bad, dir.path().join("missing.png")] {
+            let look = Look::from_config(&config(&path));
+            assert!(look.logo.is_none(), "{}", path.display());
+        }
+        assert!(matches!(
+            Image::load_png(&dir.path().join("missing.png")),
+            Err(LogoError::Io(_))
+        ));
+    }
+
     #[test]
     fn physical_size_comes_from_config_then_device_then_an_assumption() {
         let mut look = Look::default();
