@@ -198,6 +198,65 @@ fn main() {
         ),
     );
 
+    // The layout and painting alone (code encoded once): what issue 15's designs cost.
+    let made: Vec<Screen> = codes[..50]
+        .iter()
+        .map(|c| Screen::PayCode(PayCode::new(c, expiry).unwrap()))
+        .collect();
+    stats(
+        "pay-code frame: layout + paint, full clear",
+        measure(
+            |i| {
+                frame.borrow_mut().invalidate();
+                &made[i % made.len()]
+            },
+            |screen| {
+                let mut frame = frame.borrow_mut();
+                frame.draw(&View::of(screen, &texts, now));
+                black_box(frame.canvas().bytes());
+            },
+        ),
+    );
+    stats(
+        "layout alone (boxes of a pay-code screen)",
+        measure(
+            |i| &made[i % made.len()],
+            |screen| {
+                let frame = frame.borrow();
+                black_box(frame.layout(&View::of(screen, &texts, now)));
+            },
+        ),
+    );
+    let card = Screen::Card(wxcard_hal::display::CardSummary {
+        card: wxcard_hal::display::MaskedCardNumber::new("6222021234567890"),
+        balance: "5000.00".into(),
+        points: Some("3120".into()),
+        member_price: true,
+        discount: "0.88".into(),
+    });
+    stats(
+        "card screen: layout + paint, full clear",
+        measure(
+            |_| frame.borrow_mut().invalidate(),
+            |()| {
+                let mut frame = frame.borrow_mut();
+                frame.draw(&View::of(&card, &texts, now));
+                black_box(frame.canvas().bytes());
+            },
+        ),
+    );
+    {
+        let screen = &made[0];
+        frame.borrow_mut().draw(&View::of(screen, &texts, now));
+        stats(
+            "countdown tick off-screen (numbers + bar)",
+            measure(
+                |i| now + Duration::from_secs(i as u64 % 100),
+                |at| frame.borrow_mut().draw(&View::of(screen, &texts, at)),
+            ),
+        );
+    }
+
     let dir = if std::path::Path::new("/dev/shm").is_dir() {
         "/dev/shm"
     } else {

@@ -1063,20 +1063,17 @@ fn message(b: &mut Builder<'_>, view: &View<'_>, look: &Look) {
     };
     let top = b.band(colour, &view.heading, look, false);
     let (m, w, h) = (b.m.m, b.m.w, b.m.h);
-    let px = b.m.title;
-    let lh = b.font.line_height(px) + m / 2;
+    // The Chinese part large, the English part below it smaller, as on the state screens.
+    let big = b.m.hero * 4 / 5;
+    let lh = b.font.line_height(big) + m / 2;
     let max_lines = (h.saturating_sub(top + 2 * m) / lh.max(1)).clamp(1, 4);
     let mut lines = Vec::new();
     for text in view.row_lines() {
         let (first, second) = split_bilingual(&text);
-        for part in [Some(first), second].into_iter().flatten() {
-            for l in wrap(
-                b.font,
-                part,
-                px,
-                w.saturating_sub(2 * m),
-                max_lines - lines.len().min(max_lines),
-            ) {
+        let parts = [(Some(first), big), (second, b.m.title)];
+        for (part, px) in parts.into_iter().filter_map(|(p, px)| Some((p?, px))) {
+            let left = max_lines - lines.len().min(max_lines);
+            for l in wrap(b.font, part, px, w.saturating_sub(2 * m), left) {
                 lines.push((l, px, INK));
             }
         }
