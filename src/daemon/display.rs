@@ -567,3 +567,37 @@ pub fn screen_for(lookup: &Lookup) -> Screen {
         )),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wxcard_hal::display::Colour;
+    use wxcard_hal::display::config::Positive;
+
+    #[test]
+    fn a_changed_accent_logo_or_panel_size_reopens_every_backend_on_reload() {
+        let a = DisplayConfig::default();
+        let kinds = [
+            BackendKind::Framebuffer,
+            BackendKind::Terminal,
+            BackendKind::Web,
+            BackendKind::Png,
+        ];
+        for kind in kinds {
+            assert!(same_backend(kind, &a, &a.clone()));
+        }
+        let changes: [fn(&mut DisplayConfig); 4] = [
+            |c| c.accent = Colour(1, 2, 3),
+            |c| c.logo = Some("/etc/wxcardd/logo.png".into()),
+            |c| c.dpi = Some(Positive(133.0)),
+            |c| c.diagonal_in = Some(Positive(7.0)),
+        ];
+        for (i, change) in changes.iter().enumerate() {
+            let mut b = a.clone();
+            change(&mut b);
+            for kind in kinds {
+                assert!(!same_backend(kind, &a, &b), "change {i}, {kind:?}");
+            }
+        }
+    }
+}
