@@ -149,6 +149,14 @@ impl FramebufferDisplay {
     /// the config gives neither `dpi` nor `diagonal_in`.
     pub fn set_look(&mut self, mut look: Look) {
         look.device_mm = self.geometry.size_mm;
+        let (w, h) = (self.geometry.width, self.geometry.height);
+        let (per_mm, source) = look.px_per_mm(w, h);
+        log::info!(
+            "customer display {}: {w}x{h}, {:.0} dpi ({source}), pay code at least {} mm where it fits",
+            self.path.display(),
+            per_mm * 25.4,
+            super::layout::QR_MIN_MM
+        );
         self.frame.set_look(look);
     }
 

@@ -112,8 +112,8 @@ pub enum Icon {
 pub enum Item {
     /// A coloured background; other boxes are drawn on top of it.
     Band(Rgb),
-    /// The shop's logo, scaled to the box.
-    Logo,
+    /// The shop's logo, scaled to the box, laid over this colour.
+    Logo(Rgb),
     /// One line of text.
     Text {
         /// The words, already cut to fit.
@@ -603,7 +603,7 @@ impl Builder<'_> {
                     w: lw,
                     h: lh,
                 },
-                Item::Logo,
+                Item::Logo(colour),
             );
             x = m + lw + m;
         }
@@ -739,12 +739,39 @@ fn idle(b: &mut Builder<'_>, view: &View<'_>, look: &Look) {
     if let Some(s) = second {
         lines.push((s.to_owned(), b.m.title, MUTED));
     }
+    let text_h: usize = lines
+        .iter()
+        .map(|(_, px, _)| b.font.line_height(*px))
+        .sum::<usize>()
+        + m / 2 * lines.len().saturating_sub(1);
+    // The logo again, large, above the welcome, when there is room for it.
+    let free = h.saturating_sub(top + 2 * m);
+    let logo = look.logo.as_ref().map(|img| {
+        let box_h = (b.font.line_height(b.m.hero) * 2).min(free.saturating_sub(text_h + m) / 2);
+        img.fit(w / 2, box_h.max(1))
+    });
+    let (lw, lh) = logo.filter(|&(_, lh)| lh >= 2 * MIN_PX).unwrap_or((0, 0));
+    let block = if lh > 0 { lh + m + text_h } else { text_h };
+    let y0 = top + m + free.saturating_sub(block) / 2;
+    let mut ty = y0;
+    if lh > 0 {
+        b.push(
+            Rect {
+                x: (w - lw) / 2,
+                y: y0,
+                w: lw,
+                h: lh,
+            },
+            Item::Logo(BACKGROUND),
+        );
+        ty += lh + m;
+    }
     b.stack(
         &lines,
         m,
         w.saturating_sub(2 * m),
-        top + m,
-        h.saturating_sub(m),
+        ty,
+        (ty + text_h).min(h.saturating_sub(m)),
     );
 }
 
@@ -804,9 +831,9 @@ fn card(b: &mut Builder<'_>, view: &View<'_>, look: &Look) -> bool {
         if need + m + table_h > free {
             return false;
         }
-        // The head block and the table share the space, the head a little above the middle.
+        // The head block and the table together, centred in what the band leaves.
         let spare = free - need - m - table_h;
-        let y0 = top + m + spare / 3;
+        let y0 = top + m + spare / 2;
         b.stack(&lines, m, w.saturating_sub(2 * m), y0, y0 + need);
         let rule_y = y0 + need + m / 2;
         b.push(
@@ -1088,10 +1115,11 @@ fn message(b: &mut Builder<'_>, view: &View<'_>, look: &Look) {
     );
 }
 
-/// The logo at the size its box needs, laid over the band.
+/// The logo at the size a box needs, laid over the colour under it.
 struct ScaledLogo {
     w: usize,
     h: usize,
+    bg: Rgb,
     px: Vec<Rgb>,
 }
 
@@ -1136,7 +1164,8 @@ pub struct Frame {
     canvas: Canvas,
     font: Arc<Font>,
     look: Look,
-    logo: Option<ScaledLogo>,
+    /// Scaled once per box size (the band's and the idle screen's).
+    logos: Vec<ScaledLogo>,
     last: Option<(Key, Option<Slot>)>,
 }
 
@@ -1147,7 +1176,7 @@ impl Frame {
             canvas,
             font,
             look: Look::default(),
-            logo: None,
+            logos: Vec::new(),
             last: None,
         }
     }
@@ -1155,7 +1184,7 @@ impl Frame {
     /// Uses `look` from the next draw on.
     pub fn set_look(&mut self, look: Look) {
         self.look = look;
-        self.logo = None;
+        self.logos.clear();
         self.invalidate();
     }
 
@@ -1213,11 +1242,11 @@ impl Frame {
                     if text_item != slot.text {
                         let r = text_item.rect;
                         self.canvas.fill_rect(r.x, r.y, r.w, r.h, BACKGROUND);
-                        paint(&mut self.canvas, &self.font, &text_item, view, None);
+                        paint(&mut self.canvas, &self.font, &text_item, view, &[]);
                         slot.text = text_item;
                     }
                     if bar_item != slot.bar {
-                        paint(&mut self.canvas, &self.font, &bar_item, view, None);
+                        paint(&mut self.canvas, &self.font, &bar_item, view, &[]);
                         slot.bar = bar_item;
                     }
                 }
@@ -1227,10 +1256,10 @@ impl Frame {
         let layout = self.layout(view);
         self.canvas.clear();
         for p in &layout.placed {
-            if p.item == Item::Logo {
-                self.scale_logo(p.rect);
+            if let Item::Logo(bg) = p.item {
+                self.scale_logo(p.rect, bg);
             }
-            paint(&mut self.canvas, &self.font, p, view, self.logo.as_ref());
+            paint(&mut self.canvas, &self.font, p, view, &self.logos);
         }
         let slot = layout.countdown.map(|(t, b)| Slot {
             text: layout.placed[t].clone(),
@@ -1239,25 +1268,34 @@ impl Frame {
         self.last = Some((key, slot));
     }
 
-    fn scale_logo(&mut self, r: Rect) {
-        if self.logo.as_ref().is_some_and(|l| l.w == r.w && l.h == r.h) {
+    fn scale_logo(&mut self, r: Rect, bg: Rgb) {
+        if self
+            .logos
+            .iter()
+            .any(|l| (l.w, l.h, l.bg) == (r.w, r.h, bg))
+        {
             return;
         }
-        self.logo = self.look.logo.as_ref().map(|img| ScaledLogo {
+        let Some(img) = &self.look.logo else { return };
+        if self.logos.len() >= 4 {
+            self.logos.remove(0);
+        }
+        self.logos.push(ScaledLogo {
             w: r.w,
             h: r.h,
-            px: img.scaled_over(r.w, r.h, self.look.accent),
+            bg,
+            px: img.scaled_over(r.w, r.h, bg),
         });
     }
 }
 
 /// Paints one box.
-fn paint(canvas: &mut Canvas, font: &Font, p: &Placed, view: &View<'_>, logo: Option<&ScaledLogo>) {
+fn paint(canvas: &mut Canvas, font: &Font, p: &Placed, view: &View<'_>, logos: &[ScaledLogo]) {
     let r = p.rect;
     match &p.item {
         Item::Band(c) | Item::Rule(c) => canvas.fill_rect(r.x, r.y, r.w, r.h, *c),
-        Item::Logo => {
-            if let Some(l) = logo.filter(|l| l.w == r.w && l.h == r.h) {
+        Item::Logo(bg) => {
+            if let Some(l) = logos.iter().find(|l| (l.w, l.h, l.bg) == (r.w, r.h, *bg)) {
                 canvas.blit(r.x, r.y, l.w, l.h, &l.px);
             }
         }
