@@ -237,3 +237,63 @@ fn a_pay_code_without_a_display_is_an_error_and_says_where_it_was_shown() {
     assert!(out.status.success(), "{said}");
     assert!(said.contains("shown on png"), "{said}");
 }
+
+/// The first Server-Sent Event of the kiosk page on `port`.
+fn first_kiosk_event(port: u16) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET /events HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAccept: text/event-stream\r\n\r\n"
+    )
+    .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&got).contains("\n\n") || !got.windows(5).any(|w| w == b"data:")
+    {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "the kiosk closed the stream");
+        got.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+#[test]
+fn the_configured_accent_reaches_the_kiosk_page_and_the_png_header() {
+    let dir = tempfile::tempdir().unwrap();
+    let png = dir.path().join("display.png");
+    let port = free_port();
+    let display = display_config("Shop one", port, &png).replace(
+        "shop_name = \"Shop one\"",
+        "shop_name = \"Shop one\"\naccent = \"#FFCC00\"",
+    );
+    let (config, socket) = daemon_config(dir.path(), "http://127.0.0.1:9/", "", &display);
+    let daemon =
+        DaemonProcess::start_logging_to(&config, &socket, &[], Some(&dir.path().join("log")));
+    let mut client = daemon.client();
+    wait_status(&mut client, "both displays up", |s| s["displays"] == 2);
+
+    // The page gets the accent and the ink that reads on it (black on this yellow).
+    let event = first_kiosk_event(port);
+    assert!(event.contains(r##""accent":"#ffcc00""##), "{event}");
+    assert!(event.contains(r##""accent_ink":"#000000""##), "{event}");
+
+    // The PNG's idle screen has its header band in the accent.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let bytes = loop {
+        if let Ok(bytes) = std::fs::read(&png) {
+            break bytes;
+        }
+        assert!(Instant::now() < deadline, "the PNG is drawn");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut reader = png::Decoder::new(std::io::Cursor::new(bytes))
+        .read_info()
+        .unwrap();
+    let mut rgb = vec![0; reader.output_buffer_size().unwrap()];
+    let info = reader.next_frame(&mut rgb).unwrap();
+    assert_eq!(info.color_type, png::ColorType::Rgb);
+    let at = 2 * info.line_size + 3 * 3;
+    assert_eq!(&rgb[at..at + 3], &[0xff, 0xcc, 0x00], "band pixel (3, 2)");
+}

@@ -215,7 +215,7 @@ async fn run_backend(
         // the runtime, so it happens here rather than on the blocking pool.
         let opened = if kind == BackendKind::Web {
             display::web::WebDisplay::start(&config.web, texts.clone())
-                .map(|w| Opened::Web(Box::new(w)))
+                .map(|w| Opened::Web(Box::new(w.with_accent(config.accent))))
         } else {
             display::open_one(kind, &config, &texts).map(Opened::Other)
         };
