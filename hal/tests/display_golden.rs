@@ -567,3 +567,40 @@ fn a_countdown_tick_repaints_only_the_numbers_and_the_bar() {
         assert!(rows.start >= t.y.min(b.y) && rows.end <= t.bottom().max(b.bottom()));
     }
 }
+
+#[test]
+fn text_on_a_band_is_blended_over_the_band_not_over_white() {
+    // Every pixel in a text box lies between the colour under it and the ink (anti-aliased
+    // edges mix the two): a mix with white would show as a halo on a coloured band.
+    for accent in [Rgb(255, 204, 0), Rgb(0, 0x69, 0x5c)] {
+        let look = Look {
+            accent,
+            ..golden_look()
+        };
+        for case in cases() {
+            for (w, h) in [(800, 480), (1080, 1920)] {
+                let (rgb, layout) = render(&case, w, h, &look);
+                for p in &layout.placed {
+                    let Item::Text { ink, bg, text, .. } = &p.item else {
+                        continue;
+                    };
+                    let r = p.rect;
+                    for y in r.y..r.bottom() {
+                        for x in r.x..r.right() {
+                            let px = &rgb[(y * w + x) * 3..][..3];
+                            let (a, b) = ([ink.0, ink.1, ink.2], [bg.0, bg.1, bg.2]);
+                            for c in 0..3 {
+                                let (lo, hi) = (a[c].min(b[c]), a[c].max(b[c]));
+                                assert!(
+                                    px[c].saturating_add(2) >= lo && px[c] <= hi.saturating_add(2),
+                                    "{} {w}x{h}: {text:?} pixel ({x}, {y}) is {px:?}, not between {ink:?} and {bg:?}",
+                                    case.name
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
