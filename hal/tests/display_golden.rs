@@ -604,3 +604,34 @@ fn text_on_a_band_is_blended_over_the_band_not_over_white() {
         }
     }
 }
+
+#[test]
+fn odd_sizes_draw_without_panicking_and_keep_boxes_inside() {
+    let font = golden_font();
+    let look = golden_look();
+    for (w, h) in [
+        (120, 120),
+        (121, 2000),
+        (2000, 121),
+        (333, 777),
+        (640, 480),
+        (480, 272),
+        (1280, 1024),
+        (2560, 1440),
+    ] {
+        for case in cases() {
+            let view = View::of(&case.screen, &case.texts, case.at);
+            let l = layout::compute(&view, w, h, &font, &look);
+            if w * h <= 1_000_000 {
+                render(&case, w, h, &look);
+            }
+            for p in &l.placed {
+                // The last resort of a screen too odd to fit is clipping, never a panic; on
+                // screens of a sane aspect everything fits.
+                if w * 3 >= h && h * 3 >= w {
+                    assert!(p.rect.inside(w, h), "{} {w}x{h}: {p:?}", case.name);
+                }
+            }
+        }
+    }
+}

@@ -1054,7 +1054,7 @@ fn state(b: &mut Builder<'_>, view: &View<'_>, colour: Rgb, icon: Icon) {
         },
         Item::Band(colour),
     );
-    let s = band_h * 3 / 5;
+    let s = (band_h * 3 / 5).min(w.saturating_sub(2 * m)).max(1);
     b.push(
         Rect {
             x: (w - s) / 2,
