@@ -217,3 +217,61 @@ fn starting_outside_a_runtime_is_a_clear_error() {
         .unwrap();
     assert!(err.to_string().contains("tokio runtime"), "{err}");
 }
+
+/// The whole response to `GET path` over HTTP/1.0.
+async fn get_bytes(addr: SocketAddr, path: &str) -> Vec<u8> {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut body = Vec::new();
+    s.read_to_end(&mut body).await.unwrap();
+    body
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_configured_logo_is_served_next_to_the_page_and_a_bad_one_is_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let logo = dir.path().join("logo.png");
+    let mut png_bytes = b"\x89PNG\r\n\x1a\n".to_vec();
+    png_bytes.extend_from_slice(b"rest of a picture");
+    std::fs::write(&logo, &png_bytes).unwrap();
+    let bad = dir.path().join("logo.gif");
+    std::fs::write(&bad, b"GIF89a").unwrap();
+
+    let mut web = start().with_logo(Some(&logo));
+    let addr = web.local_addr();
+    let answer = get_bytes(addr, "/logo.png").await;
+    let text = String::from_utf8_lossy(&answer);
+    assert!(
+        text.starts_with("HTTP/1.0 200") || text.starts_with("HTTP/1.1 200"),
+        "{text}"
+    );
+    assert!(
+        text.to_ascii_lowercase()
+            .contains("content-type: image/png"),
+        "{text}"
+    );
+    assert!(answer.ends_with(&png_bytes));
+    let mut events = Events::connect(addr).await;
+    events.next().await.unwrap();
+    web.show(&Screen::Idle, Instant::now()).unwrap();
+    assert_eq!(events.next().await.unwrap()["screen"]["logo"], true);
+    web.stop().await;
+
+    for path in [
+        Some(bad.as_path()),
+        Some(dir.path().join("none.png").as_path()),
+        None,
+    ] {
+        let mut web = start().with_logo(path);
+        let answer = get_bytes(web.local_addr(), "/logo.png").await;
+        let text = String::from_utf8_lossy(&answer);
+        assert!(text.contains(" 404 "), "{path:?}: {text}");
+        let mut events = Events::connect(web.local_addr()).await;
+        events.next().await.unwrap();
+        web.show(&Screen::Idle, Instant::now()).unwrap();
+        assert_eq!(events.next().await.unwrap()["screen"]["logo"], false);
+        web.stop().await;
+    }
+}

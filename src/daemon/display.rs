@@ -214,8 +214,12 @@ async fn run_backend(
         // Opening is quick (a device node, a bind); the web backend must be opened inside
         // the runtime, so it happens here rather than on the blocking pool.
         let opened = if kind == BackendKind::Web {
-            display::web::WebDisplay::start(&config.web, texts.clone())
-                .map(|w| Opened::Web(Box::new(w.with_accent(config.accent))))
+            display::web::WebDisplay::start(&config.web, texts.clone()).map(|w| {
+                let w = w
+                    .with_accent(config.accent)
+                    .with_logo(config.logo.as_deref());
+                Opened::Web(Box::new(w))
+            })
         } else {
             display::open_one(kind, &config, &texts).map(Opened::Other)
         };

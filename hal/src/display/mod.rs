@@ -233,7 +233,9 @@ pub fn open_one(
         )?)),
         #[cfg(feature = "web")]
         BackendKind::Web => Ok(Box::new(
-            web::WebDisplay::start(&config.web, texts.clone())?.with_accent(config.accent),
+            web::WebDisplay::start(&config.web, texts.clone())?
+                .with_accent(config.accent)
+                .with_logo(config.logo.as_deref()),
         )),
         #[cfg(feature = "png")]
         BackendKind::Png => {

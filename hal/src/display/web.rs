@@ -77,7 +77,12 @@ pub struct WebDisplay {
     server: Option<tokio::task::JoinHandle<()>>,
     url: Zeroizing<String>,
     accent: Colour,
+    /// The logo file's bytes, served as `logo.png` next to the page.
+    logo: Arc<Mutex<Option<Arc<[u8]>>>>,
 }
+
+/// A logo larger than this is not served (it would be a slow first paint on the kiosk).
+const MAX_LOGO_BYTES: usize = 2 << 20;
 
 impl WebDisplay {
     /// Paints the page's header band in `accent` from the next screen on.
@@ -124,7 +129,7 @@ impl WebDisplay {
 
         let blank = View::of(&Screen::Blank, &texts, Instant::now());
         let (current, rx) = watch::channel(Current {
-            content: content_json(&blank, &texts, Colour::DEFAULT_ACCENT).into(),
+            content: content_json(&blank, &texts, Colour::DEFAULT_ACCENT, false).into(),
             remaining: None,
         });
         let guard = Arc::new(Guard {
@@ -133,14 +138,33 @@ impl WebDisplay {
             allow_remote: config.allow_remote,
             token: token.clone(),
         });
-        let (root, stream) = if token.is_some() {
-            ("/k/{token}/", "/k/{token}/events")
+        let (root, stream, logo_path) = if token.is_some() {
+            ("/k/{token}/", "/k/{token}/events", "/k/{token}/logo.png")
         } else {
-            ("/", "/events")
+            ("/", "/events", "/logo.png")
         };
+        let logo: Arc<Mutex<Option<Arc<[u8]>>>> = Arc::default();
+        let served_logo = logo.clone();
         let app = Router::new()
             .route(root, get(page))
             .route(stream, get(events))
+            .route(
+                logo_path,
+                get(move || {
+                    let bytes = served_logo.lock().ok().and_then(|l| l.clone());
+                    async move {
+                        match bytes {
+                            Some(b) => (
+                                StatusCode::OK,
+                                [(header::CONTENT_TYPE, "image/png")],
+                                b.to_vec(),
+                            )
+                                .into_response(),
+                            None => StatusCode::NOT_FOUND.into_response(),
+                        }
+                    }
+                }),
+            )
             .layer(axum::middleware::from_fn_with_state(guard, check_request))
             .with_state(rx);
         let (stop, stopped) = oneshot::channel::<()>();
@@ -173,12 +197,42 @@ impl WebDisplay {
         Ok(Self {
             url,
             accent: Colour::DEFAULT_ACCENT,
+            logo,
             current,
             addr: local,
             texts,
             stop: Some(stop),
             server: Some(server),
         })
+    }
+
+    /// Serves the PNG at `path` as the page's logo from the next screen on; a file that
+    /// cannot be read, is not a PNG or is over 2 MiB is a warning and no logo is shown.
+    pub fn with_logo(self, path: Option<&std::path::Path>) -> Self {
+        let bytes = path.and_then(|p| match std::fs::read(p) {
+            Ok(b) if b.len() <= MAX_LOGO_BYTES && b.starts_with(b"\x89PNG\r\n\x1a\n") => {
+                Some(Arc::<[u8]>::from(b))
+            }
+            Ok(b) => {
+                log::warn!(
+                    "display logo {}: not a PNG of at most 2 MiB ({} bytes); the kiosk page shows none",
+                    p.display(),
+                    b.len()
+                );
+                None
+            }
+            Err(e) => {
+                log::warn!(
+                    "display logo {}: {e}; the kiosk page shows none",
+                    p.display()
+                );
+                None
+            }
+        });
+        if let Ok(mut l) = self.logo.lock() {
+            *l = bytes;
+        }
+        self
     }
 
     /// The address actually bound (useful with port 0).
@@ -221,7 +275,8 @@ impl Drop for WebDisplay {
 impl CustomerDisplay for WebDisplay {
     fn show(&mut self, screen: &Screen, now: Instant) -> Result<(), DisplayError> {
         let view = View::of(screen, &self.texts, now);
-        let content: Arc<str> = content_json(&view, &self.texts, self.accent).into();
+        let has_logo = self.logo.lock().is_ok_and(|l| l.is_some());
+        let content: Arc<str> = content_json(&view, &self.texts, self.accent, has_logo).into();
         let remaining = view
             .remaining_ms
             .map(|ms| (Duration::from_millis(ms), Instant::now()));
@@ -572,7 +627,7 @@ impl tokio::io::AsyncWrite for Counted {
     }
 }
 
-fn content_json(view: &View<'_>, texts: &Texts, accent: Colour) -> String {
+fn content_json(view: &View<'_>, texts: &Texts, accent: Colour, logo: bool) -> String {
     let rows: Vec<_> = view
         .rows
         .iter()
@@ -590,6 +645,7 @@ fn content_json(view: &View<'_>, texts: &Texts, accent: Colour) -> String {
         "shop": view.shop,
         "accent": accent.hex(),
         "accent_ink": accent.ink().hex(),
+        "logo": logo,
         "expires_in": texts.labels.expires_in,
         "expired": texts.labels.expired,
     })
