@@ -113,7 +113,13 @@ fn same_backend(kind: BackendKind, a: &DisplayConfig, b: &DisplayConfig) -> bool
         BackendKind::Web => a.web == b.web,
         BackendKind::Png => a.png == b.png,
     };
-    section && a.shop_name == b.shop_name && a.labels == b.labels
+    let font = match kind {
+        BackendKind::Framebuffer | BackendKind::Png => {
+            a.font == b.font && a.font_face == b.font_face
+        }
+        BackendKind::Terminal | BackendKind::Web => true,
+    };
+    section && font && a.shop_name == b.shop_name && a.labels == b.labels
 }
 
 impl Backend {

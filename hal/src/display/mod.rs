@@ -8,8 +8,8 @@
 //! - [`view`]: a screen reduced to heading, rows and QR, with the configured [`Labels`].
 //! - [`config`]: `[display]` settings, all with defaults.
 //! - [`driver`]: keeps a display on the latest screen with a live countdown (tokio).
-//! - `raster` and `font`: an off-screen canvas with a CJK bitmap font (GNU Unifont), shared
-//!   by the framebuffer and PNG backends.
+//! - `raster` and `font`: an off-screen canvas and anti-aliased text from a CJK font file
+//!   (a built-in Latin font when it is missing), shared by the framebuffer and PNG backends.
 //! - [`framebuffer`], [`terminal`], [`web`], [`png`]: the backends.
 //!
 //! # Driving a display
@@ -196,6 +196,16 @@ impl CustomerDisplay for Displays {
     }
 }
 
+/// The font the framebuffer and PNG backends draw with, as `status` reports it: the font
+/// file, or `built-in Latin fallback (font file ...: reason)`; `None` until one of them opens
+/// (or when neither is built).
+pub fn font_in_use() -> Option<String> {
+    #[cfg(any(feature = "framebuffer", feature = "png"))]
+    return font::current();
+    #[cfg(not(any(feature = "framebuffer", feature = "png")))]
+    return None;
+}
+
 /// Opens every backend `config` lists. The web backend must be opened inside a tokio
 /// runtime (it spawns its server there).
 pub fn open(config: &DisplayConfig) -> Result<Displays, DisplayError> {
@@ -217,9 +227,10 @@ pub fn open_one(
     let _ = (config, texts); // unused when no backend feature is on
     match kind {
         #[cfg(feature = "framebuffer")]
-        BackendKind::Framebuffer => Ok(Box::new(framebuffer::FramebufferDisplay::open(
+        BackendKind::Framebuffer => Ok(Box::new(framebuffer::FramebufferDisplay::open_with_font(
             &config.framebuffer,
             texts.clone(),
+            font::Font::shared(&config.font, config.font_face),
         )?)),
         #[cfg(feature = "terminal")]
         BackendKind::Terminal => Ok(Box::new(terminal::TerminalDisplay::open(
@@ -232,7 +243,11 @@ pub fn open_one(
             texts.clone(),
         )?)),
         #[cfg(feature = "png")]
-        BackendKind::Png => Ok(Box::new(png::PngDisplay::new(&config.png, texts.clone())?)),
+        BackendKind::Png => Ok(Box::new(png::PngDisplay::with_font(
+            &config.png,
+            texts.clone(),
+            font::Font::shared(&config.font, config.font_face),
+        )?)),
         #[allow(unreachable_patterns)]
         other => Err(DisplayError::NotBuilt(other)),
     }
