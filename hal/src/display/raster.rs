@@ -259,25 +259,48 @@ impl Canvas {
         if cx0 >= cx1 || cy0 >= cy1 {
             return;
         }
-        let bpp = self.format.bytes_per_pixel();
-        let ink = encode(self.format, c);
-        for yy in cy0..cy1 {
-            let row_at = (yy as isize - y0) as usize * g.width;
-            let row = &g.alpha[row_at..row_at + g.width];
-            let line = &mut self.buf[yy * self.stride..];
-            for xx in cx0..cx1 {
-                let a = row[(xx as isize - x0) as usize];
-                if a == 0 {
-                    continue;
-                }
-                let px = &mut line[xx * bpp..xx * bpp + bpp];
-                if a == 255 {
-                    px.copy_from_slice(&ink[..bpp]);
-                } else {
-                    let mixed = mix(c, decode(self.format, px), a);
-                    px.copy_from_slice(&encode(self.format, mixed)[..bpp]);
-                }
-            }
+        let (stride, ax0, ay0) = (self.stride, (cx0 as isize - x0) as usize, y0);
+        let rows = (cy0..cy1).map(|yy| {
+            let at = (yy as isize - ay0) as usize * g.width + ax0;
+            (yy * stride, &g.alpha[at..at + (cx1 - cx0)])
+        });
+        // One loop per layout, so the per-pixel decode and encode are inlined.
+        match self.format {
+            PixelFormat::Xrgb8888 => blend_rows::<4>(
+                &mut self.buf,
+                cx0,
+                rows,
+                c,
+                |p| Rgb(p[2], p[1], p[0]),
+                |Rgb(r, g, b)| [b, g, r, 0xff],
+            ),
+            PixelFormat::Xbgr8888 => blend_rows::<4>(
+                &mut self.buf,
+                cx0,
+                rows,
+                c,
+                |p| Rgb(p[0], p[1], p[2]),
+                |Rgb(r, g, b)| [r, g, b, 0xff],
+            ),
+            PixelFormat::Rgb888 => blend_rows::<3>(
+                &mut self.buf,
+                cx0,
+                rows,
+                c,
+                |p| Rgb(p[0], p[1], p[2]),
+                |Rgb(r, g, b)| [r, g, b],
+            ),
+            PixelFormat::Rgb565 => blend_rows::<2>(
+                &mut self.buf,
+                cx0,
+                rows,
+                c,
+                |p| decode(PixelFormat::Rgb565, p),
+                |c| {
+                    let [lo, hi, ..] = encode(PixelFormat::Rgb565, c);
+                    [lo, hi]
+                },
+            ),
         }
         self.mark(Rect {
             x0: cx0,
@@ -355,6 +378,30 @@ fn decode(format: PixelFormat, px: &[u8]) -> Rgb {
         }
         PixelFormat::Xrgb8888 => Rgb(px[2], px[1], px[0]),
         PixelFormat::Xbgr8888 | PixelFormat::Rgb888 => Rgb(px[0], px[1], px[2]),
+    }
+}
+
+/// Blends `c` with coverage `alpha` over the pixels of `buf` from column `x0` on, one row
+/// per `(offset of the line, coverage)`.
+fn blend_rows<'a, const BPP: usize>(
+    buf: &mut [u8],
+    x0: usize,
+    rows: impl Iterator<Item = (usize, &'a [u8])>,
+    c: Rgb,
+    decode: impl Fn(&[u8]) -> Rgb,
+    encode: impl Fn(Rgb) -> [u8; BPP],
+) {
+    let ink = encode(c);
+    for (line, alpha) in rows {
+        let start = line + x0 * BPP;
+        let pixels = &mut buf[start..start + alpha.len() * BPP];
+        for (px, &a) in pixels.chunks_exact_mut(BPP).zip(alpha) {
+            match a {
+                0 => {}
+                255 => px.copy_from_slice(&ink),
+                a => px.copy_from_slice(&encode(mix(c, decode(px), a))),
+            }
+        }
     }
 }
 
