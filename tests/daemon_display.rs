@@ -297,3 +297,115 @@ fn the_configured_accent_reaches_the_kiosk_page_and_the_png_header() {
     let at = 2 * info.line_size + 3 * 3;
     assert_eq!(&rgb[at..at + 3], &[0xff, 0xcc, 0x00], "band pixel (3, 2)");
 }
+
+#[test]
+fn a_missing_font_file_falls_back_to_the_builtin_latin_font_and_status_says_so() {
+    use std::sync::Arc;
+    use wxcard_hal::display::config::PngConfig;
+    use wxcard_hal::display::font::Font;
+    use wxcard_hal::display::png::PngDisplay;
+    use wxcard_hal::display::{CardSummary, CustomerDisplay, MaskedCardNumber, Screen, Texts};
+
+    let sim = SimProcess::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let png = dir.path().join("display.png");
+    let bogus = dir.path().join("no-such-font.ttc");
+    let (config, socket) = daemon_config(
+        dir.path(),
+        &sim.base_url(),
+        "",
+        &format!(
+            "\n[display]\nbackends = [\"png\"]\nfont = \"{}\"\n\n[display.png]\npath = \"{}\"\n",
+            bogus.display(),
+            png.display()
+        ),
+    );
+    let log = dir.path().join("log");
+    let daemon = DaemonProcess::start_logging_to(&config, &socket, &[], Some(&log));
+    let mut client = daemon.client();
+    let s = wait_status(&mut client, "png open", |s| s["displays"] == 1);
+    let want = format!("built-in Latin fallback (font file {}: ", bogus.display());
+    let font = s["display_font"].as_str().unwrap_or_default().to_owned();
+    assert!(
+        font.starts_with(&want) && font.contains("No such file"),
+        "{s}"
+    );
+    let human = Process::new(env!("CARGO_BIN_EXE_wxcardctl"))
+        .arg("--socket")
+        .arg(&socket)
+        .arg("status")
+        .output()
+        .unwrap();
+    let human = String::from_utf8_lossy(&human.stdout).into_owned();
+    assert!(human.contains(&format!("display font: {want}")), "{human}");
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(
+        logged.matches("customer display font:").count(),
+        1,
+        "warned once: {logged}"
+    );
+
+    // A card: the daemon's PNG is exactly the card screen drawn with the fallback font.
+    let mut events = daemon.client();
+    events.request(&Command::Subscribe).unwrap();
+    let scanned = client
+        .request(&Command::Scan(ScanParams {
+            code: ACTIVE.into(),
+            scanner: "manual".into(),
+        }))
+        .unwrap();
+    let scan_id = scanned["result"]["scan_id"].as_u64().expect("scan_id");
+    let card = wait_event(&mut events, "card", |v| v["event"] == "card");
+    wait_status(&mut client, "the card drawn", |s| {
+        s["display_backends"][0]["scan_id"] == scan_id
+    });
+    let card = &card["card"];
+    let balance = card["balance"].to_string();
+    let summary = |balance: &str| {
+        Screen::Card(CardSummary {
+            card: MaskedCardNumber::new(
+                card["cardCode"]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("{card}")),
+            ),
+            balance: balance.into(),
+            points: None,
+            member_price: card["canMemberPrice"] == true,
+            discount: card["discount"].to_string(),
+        })
+    };
+    let pixels = |path: &Path| {
+        let decoder =
+            png::Decoder::new(std::io::BufReader::new(std::fs::File::open(path).unwrap()));
+        let mut reader = decoder.read_info().unwrap();
+        let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+        reader.next_frame(&mut buf).unwrap();
+        buf
+    };
+    let draw = |font: Font, balance: &str| {
+        let path = dir.path().join("expected.png");
+        let cfg = PngConfig {
+            path: path.clone(),
+            ..PngConfig::default()
+        };
+        let mut d = PngDisplay::with_font(&cfg, Texts::default(), Arc::new(font)).unwrap();
+        d.show(&summary(balance), Instant::now()).unwrap();
+        pixels(&path)
+    };
+    let shown = pixels(&png);
+    assert!(
+        shown == draw(Font::open(&bogus, 0), &balance),
+        "the PNG is the card drawn with the built-in font"
+    );
+    assert!(
+        shown != draw(Font::open(&bogus, 0), "0.00"),
+        "the balance digits are on it"
+    );
+    // (The Debian font, where installed: .ci/run installs it.)
+    if let Ok(real) = Font::load(wxcard_hal::display::config::DEFAULT_FONT.as_ref(), 0) {
+        assert!(
+            shown != draw(real, &balance),
+            "and not drawn with the font file"
+        );
+    }
+}

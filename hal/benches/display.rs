@@ -8,11 +8,13 @@
 
 use std::ffi::{CString, c_char, c_int, c_uchar};
 use std::hint::black_box;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use wxcard_hal::display::config::FramebufferConfig;
+use wxcard_hal::display::font::{DEFAULT_FONT, Font};
 use wxcard_hal::display::framebuffer::FramebufferDisplay;
-use wxcard_hal::display::raster::{Canvas, Frame};
+use wxcard_hal::display::raster::{Canvas, Frame, Rgb};
 use wxcard_hal::display::{CustomerDisplay, PayCode, PixelFormat, QrMatrix, Screen, Texts, View};
 
 #[repr(C)]
@@ -163,9 +165,11 @@ fn main() {
     let now = Instant::now();
     let expiry = now + Duration::from_secs(120);
     let idle = Screen::Idle;
+    let font_file = std::path::Path::new(DEFAULT_FONT);
+    let font = Arc::new(Font::load(font_file, 0).expect("apt-get install fonts-wqy-microhei"));
     let frame = std::cell::RefCell::new(Frame::new(
         Canvas::new(W, H, W * 4, PixelFormat::Xrgb8888),
-        wxcard_hal::display::font::Font::builtin(),
+        font.clone(),
     ));
     stats(
         "idle -> pay code: encode + draw off-screen frame",
@@ -256,6 +260,34 @@ fn main() {
             ),
         );
     }
+    stats(
+        "same, cold glyph cache (new font; new frame: full clear)",
+        measure(
+            |i| {
+                let font = Arc::new(Font::load(font_file, 0).unwrap());
+                let canvas = Canvas::new(W, H, W * 4, PixelFormat::Xrgb8888);
+                (Frame::new(canvas, font), &codes[i])
+            },
+            |(mut frame, code)| {
+                let screen = Screen::PayCode(PayCode::new(black_box(code), expiry).unwrap());
+                frame.draw(&View::of(&screen, &texts, now));
+                black_box(frame.canvas().bytes());
+            },
+        ),
+    );
+    let mut canvas = Canvas::new(W, H, W * 4, PixelFormat::Xrgb8888);
+    canvas.clear();
+    canvas.fill_rect(0, 0, W, 200, Rgb(0, 94, 184));
+    stats(
+        "text: 余额 ¥5,000.00 会员价 9.5折 at 64 px on a band",
+        measure(
+            |_| (),
+            |()| {
+                let line = black_box("余额 ¥5,000.00 会员价 9.5折");
+                black_box(canvas.text(&font, line, 20, 40, 64, Rgb(255, 255, 255)));
+            },
+        ),
+    );
 
     let dir = if std::path::Path::new("/dev/shm").is_dir() {
         "/dev/shm"
@@ -271,7 +303,9 @@ fn main() {
         format: Some(PixelFormat::Xrgb8888),
         stride: None,
     };
-    let fb = std::cell::RefCell::new(FramebufferDisplay::open(&cfg, texts.clone()).unwrap());
+    let fb = std::cell::RefCell::new(
+        FramebufferDisplay::open_with_font(&cfg, texts.clone(), font.clone()).unwrap(),
+    );
     assert!(fb.borrow().is_mapped());
     let to_device = |name: &str| {
         stats(

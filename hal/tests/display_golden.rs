@@ -50,7 +50,14 @@ fn diagonal_of(w: usize, h: usize) -> f64 {
 
 /// The one place the golden test gets its font from.
 fn golden_font() -> Arc<Font> {
-    Font::builtin()
+    let path = wxcard_hal::display::config::DEFAULT_FONT;
+    match Font::load(path.as_ref(), 0) {
+        Ok(font) => Arc::new(font),
+        Err(e) => panic!(
+            "the goldens are drawn with Debian's fonts-wqy-microhei ({path}): {e}; \
+             install it (apt-get install fonts-wqy-microhei, as .ci/run does)"
+        ),
+    }
 }
 
 const PAY_CODE: &str = "134523879145223801";

@@ -182,6 +182,9 @@ pub fn describe(command: &Command, r: &Value) -> String {
             if let Some(url) = r["kiosk_url"].as_str() {
                 out.push_str(&format!("\nkiosk page: {url}"));
             }
+            if r["display_font"].is_string() {
+                out.push_str(&format!("\ndisplay font: {}", text(&r["display_font"])));
+            }
             if let Some(url) = r["control_web"]["url"].as_str() {
                 let file = text(&r["control_web"]["token_file"]);
                 out.push_str(&format!("\nbrowser WebSocket: {url} (token in {file})"));

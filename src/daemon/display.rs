@@ -113,7 +113,14 @@ fn same_backend(kind: BackendKind, a: &DisplayConfig, b: &DisplayConfig) -> bool
         BackendKind::Web => a.web == b.web,
         BackendKind::Png => a.png == b.png,
     };
+    let font = match kind {
+        BackendKind::Framebuffer | BackendKind::Png => {
+            a.font == b.font && a.font_face == b.font_face
+        }
+        BackendKind::Terminal | BackendKind::Web => true,
+    };
     section
+        && font
         && a.shop_name == b.shop_name
         && a.labels == b.labels
         && (a.accent, &a.logo, a.dpi, a.diagonal_in) == (b.accent, &b.logo, b.dpi, b.diagonal_in)

@@ -280,6 +280,7 @@ impl Engine {
             "displays": self.screen.backends(),
             "kiosk_url": wxcard_hal::display::web::current_url(),
             "display_backends": self.screen.report(),
+            "display_font": wxcard_hal::display::font_in_use(),
             "screen": self.screen.current(),
             "control_web": crate::control::web::current(),
         })

@@ -13,6 +13,9 @@ use serde::Deserialize;
 
 use super::view::{Labels, Texts};
 
+/// Debian's `fonts-wqy-microhei` (the .deb depends on it): the default `font`.
+pub const DEFAULT_FONT: &str = "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc";
+
 /// Which backends to drive. More than one may be listed (e.g. framebuffer and png).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -73,6 +76,12 @@ pub struct DisplayConfig {
     pub diagonal_in: Option<Positive>,
     /// `[display.labels]`: every text the customer reads.
     pub labels: Labels,
+    /// Font file (.ttf, .otf or .ttc) the framebuffer and PNG backends draw text with;
+    /// default Debian's `fonts-wqy-microhei` ([`DEFAULT_FONT`](super::font::DEFAULT_FONT)).
+    /// A missing or broken file falls back to a built-in Latin font (digits and Latin only).
+    pub font: PathBuf,
+    /// Face index in a font collection (.ttc); default 0.
+    pub font_face: u32,
     /// `[display.framebuffer]`.
     pub framebuffer: FramebufferConfig,
     /// `[display.terminal]`.
@@ -94,6 +103,8 @@ impl Default for DisplayConfig {
             dpi: None,
             diagonal_in: None,
             labels: texts.labels,
+            font: DEFAULT_FONT.into(),
+            font_face: 0,
             framebuffer: FramebufferConfig::default(),
             terminal: TerminalConfig::default(),
             web: WebConfig::default(),
@@ -299,6 +310,8 @@ mod tests {
         assert_eq!(cfg.framebuffer.device, PathBuf::from("/dev/fb0"));
         assert_eq!(cfg.web.listen.to_string(), "127.0.0.1:8765");
         assert_eq!((cfg.png.width, cfg.png.height), (540, 960));
+        assert_eq!(cfg.font, PathBuf::from(DEFAULT_FONT));
+        assert_eq!(cfg.font_face, 0);
         assert_eq!(
             cfg.labels.offline,
             "离线：付款码不可用 Offline: pay code unavailable"
@@ -311,6 +324,8 @@ mod tests {
             r#"
             backends = ["framebuffer", "web"]
             shop_name = "好又多"
+            font = "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc"
+            font_face = 2
             [labels]
             pay_code = "Pay with this code"
             language = "en"
@@ -332,6 +347,13 @@ mod tests {
             vec![BackendKind::Framebuffer, BackendKind::Web]
         );
         assert_eq!(cfg.texts().shop_name, "好又多");
+        assert_eq!(
+            (cfg.font.to_str(), cfg.font_face),
+            (
+                Some("/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc"),
+                2
+            )
+        );
         assert_eq!(cfg.labels.pay_code, "Pay with this code");
         assert_eq!(cfg.labels.language, crate::display::LabelLanguage::En);
         assert_eq!(cfg.labels.currency, "HK$");

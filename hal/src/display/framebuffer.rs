@@ -13,10 +13,11 @@ use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, FileTypeExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use super::config::{FramebufferConfig, PixelFormat};
-use super::font::Font;
+use super::font::{DEFAULT_FONT, Font};
 use super::layout::Look;
 use super::raster::{Canvas, Frame};
 use super::view::{Texts, View};
@@ -113,8 +114,18 @@ pub struct FramebufferDisplay {
 }
 
 impl FramebufferDisplay {
-    /// Opens the device or file named in `config`.
+    /// Opens the device or file named in `config`, drawing text with the default font file
+    /// (or the built-in fallback).
     pub fn open(config: &FramebufferConfig, texts: Texts) -> Result<Self, DisplayError> {
+        Self::open_with_font(config, texts, Font::shared(DEFAULT_FONT.as_ref(), 0))
+    }
+
+    /// Opens the device or file named in `config`, drawing text with `font`.
+    pub fn open_with_font(
+        config: &FramebufferConfig,
+        texts: Texts,
+        font: Arc<Font>,
+    ) -> Result<Self, DisplayError> {
         let path = config.device.clone();
         let file = OpenOptions::new()
             .read(true)
@@ -140,7 +151,7 @@ impl FramebufferDisplay {
             file,
             mapping,
             geometry,
-            frame: Frame::new(canvas, Font::builtin()),
+            frame: Frame::new(canvas, font),
             texts,
         })
     }

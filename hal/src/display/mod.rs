@@ -8,8 +8,8 @@
 //! - [`view`]: a screen reduced to heading, rows and QR, with the configured [`Labels`].
 //! - [`config`]: `[display]` settings, all with defaults.
 //! - [`driver`]: keeps a display on the latest screen with a live countdown (tokio).
-//! - `raster` and `font`: an off-screen canvas with a CJK bitmap font (GNU Unifont), shared
-//!   by the framebuffer and PNG backends.
+//! - `raster` and `font`: an off-screen canvas and anti-aliased text from a CJK font file
+//!   (a built-in Latin font when it is missing), shared by the framebuffer and PNG backends.
 //! - `layout`: where every box of a screen goes at any size (computed, then painted), the
 //!   shop's look (accent, logo) and the panel's physical size.
 //! - [`framebuffer`], [`terminal`], [`web`], [`png`]: the backends.
@@ -200,6 +200,16 @@ impl CustomerDisplay for Displays {
     }
 }
 
+/// The font the framebuffer and PNG backends draw with, as `status` reports it: the font
+/// file, or `built-in Latin fallback (font file ...: reason)`; `None` until one of them opens
+/// (or when neither is built).
+pub fn font_in_use() -> Option<String> {
+    #[cfg(any(feature = "framebuffer", feature = "png"))]
+    return font::current();
+    #[cfg(not(any(feature = "framebuffer", feature = "png")))]
+    return None;
+}
+
 /// Opens every backend `config` lists. The web backend must be opened inside a tokio
 /// runtime (it spawns its server there).
 pub fn open(config: &DisplayConfig) -> Result<Displays, DisplayError> {
@@ -222,7 +232,11 @@ pub fn open_one(
     match kind {
         #[cfg(feature = "framebuffer")]
         BackendKind::Framebuffer => {
-            let mut fb = framebuffer::FramebufferDisplay::open(&config.framebuffer, texts.clone())?;
+            let mut fb = framebuffer::FramebufferDisplay::open_with_font(
+                &config.framebuffer,
+                texts.clone(),
+                font::Font::shared(&config.font, config.font_face),
+            )?;
             fb.set_look(layout::Look::from_config(config));
             Ok(Box::new(fb))
         }
@@ -239,7 +253,11 @@ pub fn open_one(
         )),
         #[cfg(feature = "png")]
         BackendKind::Png => {
-            let mut png = png::PngDisplay::new(&config.png, texts.clone())?;
+            let mut png = png::PngDisplay::with_font(
+                &config.png,
+                texts.clone(),
+                font::Font::shared(&config.font, config.font_face),
+            )?;
             png.set_look(layout::Look::from_config(config));
             Ok(Box::new(png))
         }

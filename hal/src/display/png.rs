@@ -7,10 +7,11 @@
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use super::config::{PixelFormat, PngConfig};
-use super::font::Font;
+use super::font::{DEFAULT_FONT, Font};
 use super::layout::Look;
 use super::raster::{Canvas, Frame};
 use super::view::{Texts, View};
@@ -24,8 +25,18 @@ pub struct PngDisplay {
 }
 
 impl PngDisplay {
-    /// A snapshot writer for `config`; nothing is written until the first screen.
+    /// A snapshot writer for `config` drawing text with the default font file (or the
+    /// built-in fallback); nothing is written until the first screen.
     pub fn new(config: &PngConfig, texts: Texts) -> Result<Self, DisplayError> {
+        Self::with_font(config, texts, Font::shared(DEFAULT_FONT.as_ref(), 0))
+    }
+
+    /// A snapshot writer for `config` drawing text with `font`.
+    pub fn with_font(
+        config: &PngConfig,
+        texts: Texts,
+        font: Arc<Font>,
+    ) -> Result<Self, DisplayError> {
         let (w, h) = (config.width, config.height);
         if w == 0 || h == 0 || w > 8192 || h > 8192 {
             return Err(DisplayError::Geometry {
@@ -35,10 +46,7 @@ impl PngDisplay {
         }
         Ok(Self {
             path: config.path.clone(),
-            frame: Frame::new(
-                Canvas::new(w, h, w * 3, PixelFormat::Rgb888),
-                Font::builtin(),
-            ),
+            frame: Frame::new(Canvas::new(w, h, w * 3, PixelFormat::Rgb888), font),
             texts,
         })
     }

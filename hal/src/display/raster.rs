@@ -11,7 +11,7 @@ use std::ops::Range;
 
 use super::config::PixelFormat;
 
-use super::font::Font;
+use super::font::{Coverage, Font};
 use super::qr::QrPlacement;
 
 /// The frame (canvas plus what is on it) lives with the layout; re-exported where it was.
@@ -115,17 +115,7 @@ impl Canvas {
     }
 
     fn pixel(&self, c: Rgb) -> [u8; 4] {
-        let Rgb(r, g, b) = c;
-        match self.format {
-            PixelFormat::Rgb565 => {
-                let v = (u16::from(r >> 3) << 11) | (u16::from(g >> 2) << 5) | u16::from(b >> 3);
-                let [lo, hi] = v.to_le_bytes();
-                [lo, hi, 0, 0]
-            }
-            PixelFormat::Xrgb8888 => [b, g, r, 0xff],
-            PixelFormat::Xbgr8888 => [r, g, b, 0xff],
-            PixelFormat::Rgb888 => [r, g, b, 0],
-        }
+        encode(self.format, c)
     }
 
     fn mark(&mut self, r: Rect) {
@@ -255,25 +245,103 @@ impl Canvas {
     }
 
     /// Blends `c` over the pixel run at (`x`, `y`), `len` long, with coverage `alpha`,
-    /// clipped to the canvas. The text's background is assumed to be [`BACKGROUND`].
-    fn blend_run(&mut self, x: usize, y: usize, len: usize, c: Rgb, alpha: u8) {
-        if alpha == 0 {
+    /// clipped to the canvas: each pixel is mixed with what is there (a coloured band, the
+    /// background), read back from the device's pixel layout.
+    pub fn blend_run(&mut self, x: usize, y: usize, len: usize, c: Rgb, alpha: u8) {
+        if alpha == 0 || y >= self.height || x >= self.width {
             return;
         }
-        let c = if alpha == 255 {
-            c
-        } else {
-            let mix = |f: u8, b: u8| {
-                ((u16::from(f) * u16::from(alpha) + u16::from(b) * (255 - u16::from(alpha)) + 127)
-                    / 255) as u8
-            };
-            Rgb(
-                mix(c.0, BACKGROUND.0),
-                mix(c.1, BACKGROUND.1),
-                mix(c.2, BACKGROUND.2),
-            )
-        };
-        self.fill_rect(x, y, len, 1, c);
+        if alpha == 255 {
+            self.fill_rect(x, y, len, 1, c);
+            return;
+        }
+        let end = x.saturating_add(len).min(self.width);
+        let bpp = self.format.bytes_per_pixel();
+        for xx in x..end {
+            let at = y * self.stride + xx * bpp;
+            let px = &mut self.buf[at..at + bpp];
+            let mixed = mix(c, decode(self.format, px), alpha);
+            px.copy_from_slice(&encode(self.format, mixed)[..bpp]);
+        }
+        self.mark(Rect {
+            x0: x,
+            y0: y,
+            x1: end,
+            y1: y + 1,
+        });
+    }
+
+    /// Blends one glyph's coverage in `c` with its pen position at (`x`, `y`), clipped to the
+    /// canvas.
+    fn blend_glyph(&mut self, x: usize, y: usize, g: &Coverage, c: Rgb) {
+        let (x0, y0) = (x as isize + g.left, y as isize + g.top);
+        let cx0 = x0.max(0) as usize;
+        let cy0 = y0.max(0) as usize;
+        let cx1 = (x0 + g.width as isize).clamp(0, self.width as isize) as usize;
+        let cy1 = (y0 + g.height as isize).clamp(0, self.height as isize) as usize;
+        if cx0 >= cx1 || cy0 >= cy1 {
+            return;
+        }
+        let (stride, ax0, ay0) = (self.stride, (cx0 as isize - x0) as usize, y0);
+        let rows = (cy0..cy1).map(|yy| {
+            let at = (yy as isize - ay0) as usize * g.width + ax0;
+            (yy * stride, &g.alpha[at..at + (cx1 - cx0)])
+        });
+        // One loop per layout, so the per-pixel decode and encode are inlined.
+        match self.format {
+            PixelFormat::Xrgb8888 => blend_rows::<4>(
+                &mut self.buf,
+                cx0,
+                rows,
+                c,
+                |p| Rgb(p[2], p[1], p[0]),
+                |Rgb(r, g, b)| [b, g, r, 0xff],
+            ),
+            PixelFormat::Xbgr8888 => blend_rows::<4>(
+                &mut self.buf,
+                cx0,
+                rows,
+                c,
+                |p| Rgb(p[0], p[1], p[2]),
+                |Rgb(r, g, b)| [r, g, b, 0xff],
+            ),
+            PixelFormat::Rgb888 => blend_rows::<3>(
+                &mut self.buf,
+                cx0,
+                rows,
+                c,
+                |p| Rgb(p[0], p[1], p[2]),
+                |Rgb(r, g, b)| [r, g, b],
+            ),
+            PixelFormat::Rgb565 => blend_rows::<2>(
+                &mut self.buf,
+                cx0,
+                rows,
+                c,
+                |p| decode(PixelFormat::Rgb565, p),
+                |c| {
+                    let [lo, hi, ..] = encode(PixelFormat::Rgb565, c);
+                    [lo, hi]
+                },
+            ),
+        }
+        self.mark(Rect {
+            x0: cx0,
+            y0: cy0,
+            x1: cx1,
+            y1: cy1,
+        });
+    }
+
+    /// The colour of the pixel at (`x`, `y`), decoded from the device's layout (RGB565
+    /// expanded to 8 bits a channel).
+    pub fn get(&self, x: usize, y: usize) -> Option<Rgb> {
+        if x >= self.width || y >= self.height {
+            return None;
+        }
+        let bpp = self.format.bytes_per_pixel();
+        let at = y * self.stride + x * bpp;
+        Some(decode(self.format, &self.buf[at..at + bpp]))
     }
 
     /// Draws one line of `text` set at `px` pixels with its top-left corner at (`x`, `y`),
@@ -288,8 +356,8 @@ impl Canvas {
         c: Rgb,
     ) -> usize {
         let max = self.width.saturating_sub(x);
-        font.render(text, px, max, |gx, gy, len, alpha| {
-            self.blend_run(x + gx, y + gy, len, c, alpha);
+        font.glyphs(text, px, max, |pen, glyph| {
+            self.blend_glyph(x + pen, y, glyph, c);
         });
         font.text_width(text, px).min(max)
     }
@@ -306,6 +374,65 @@ impl Canvas {
         self.text(font, text, x, y, px, c);
         font.line_height(px)
     }
+}
+
+/// `c` in the device layout `format` (the bytes past its pixel size are padding).
+fn encode(format: PixelFormat, c: Rgb) -> [u8; 4] {
+    let Rgb(r, g, b) = c;
+    match format {
+        PixelFormat::Rgb565 => {
+            let v = (u16::from(r >> 3) << 11) | (u16::from(g >> 2) << 5) | u16::from(b >> 3);
+            let [lo, hi] = v.to_le_bytes();
+            [lo, hi, 0, 0]
+        }
+        PixelFormat::Xrgb8888 => [b, g, r, 0xff],
+        PixelFormat::Xbgr8888 => [r, g, b, 0xff],
+        PixelFormat::Rgb888 => [r, g, b, 0],
+    }
+}
+
+/// The colour of one pixel's bytes in layout `format`.
+fn decode(format: PixelFormat, px: &[u8]) -> Rgb {
+    match format {
+        PixelFormat::Rgb565 => {
+            let v = u16::from_le_bytes([px[0], px[1]]);
+            let (r, g, b) = ((v >> 11) as u8, ((v >> 5) & 0x3f) as u8, (v & 0x1f) as u8);
+            Rgb(r << 3 | r >> 2, g << 2 | g >> 4, b << 3 | b >> 2)
+        }
+        PixelFormat::Xrgb8888 => Rgb(px[2], px[1], px[0]),
+        PixelFormat::Xbgr8888 | PixelFormat::Rgb888 => Rgb(px[0], px[1], px[2]),
+    }
+}
+
+/// Blends `c` with coverage `alpha` over the pixels of `buf` from column `x0` on, one row
+/// per `(offset of the line, coverage)`.
+fn blend_rows<'a, const BPP: usize>(
+    buf: &mut [u8],
+    x0: usize,
+    rows: impl Iterator<Item = (usize, &'a [u8])>,
+    c: Rgb,
+    decode: impl Fn(&[u8]) -> Rgb,
+    encode: impl Fn(Rgb) -> [u8; BPP],
+) {
+    let ink = encode(c);
+    for (line, alpha) in rows {
+        let start = line + x0 * BPP;
+        let pixels = &mut buf[start..start + alpha.len() * BPP];
+        for (px, &a) in pixels.chunks_exact_mut(BPP).zip(alpha) {
+            match a {
+                0 => {}
+                255 => px.copy_from_slice(&ink),
+                a => px.copy_from_slice(&encode(mix(c, decode(px), a))),
+            }
+        }
+    }
+}
+
+/// `fg` over `bg` with coverage `alpha` (255 = all `fg`).
+fn mix(fg: Rgb, bg: Rgb, alpha: u8) -> Rgb {
+    let a = u16::from(alpha);
+    let m = |f: u8, b: u8| ((u16::from(f) * a + u16::from(b) * (255 - a) + 127) / 255) as u8;
+    Rgb(m(fg.0, bg.0), m(fg.1, bg.1), m(fg.2, bg.2))
 }
 
 /// The smallest size [`Canvas::text_centred`] shrinks text to.
@@ -348,5 +475,87 @@ mod tests {
         assert!(c.bytes().iter().all(|&b| b == 0xff));
         c.fill_rect(8, 8, 100, 100, Rgb(17, 17, 17));
         assert_eq!(c.take_changed_rows(), Some(8..10), "clipped");
+    }
+
+    /// The colour at (x, y), decoded here independently of the canvas code.
+    fn at(c: &Canvas, x: usize, y: usize) -> (i32, i32, i32) {
+        let b = &c.bytes()[y * c.stride()..];
+        let p = |i: usize| i32::from(b[i]);
+        match c.format() {
+            PixelFormat::Xrgb8888 => (p(x * 4 + 2), p(x * 4 + 1), p(x * 4)),
+            PixelFormat::Xbgr8888 => (p(x * 4), p(x * 4 + 1), p(x * 4 + 2)),
+            PixelFormat::Rgb888 => (p(x * 3), p(x * 3 + 1), p(x * 3 + 2)),
+            PixelFormat::Rgb565 => {
+                let v = p(x * 2) | p(x * 2 + 1) << 8;
+                (
+                    (v >> 11) * 255 / 31,
+                    (v >> 5 & 63) * 255 / 63,
+                    (v & 31) * 255 / 31,
+                )
+            }
+        }
+    }
+
+    #[test]
+    fn text_is_anti_aliased_and_blended_with_the_band_under_it() {
+        let font = Font::builtin();
+        let (band, ink) = ((230, 120, 0), (20, 20, 20));
+        for format in [
+            PixelFormat::Xrgb8888,
+            PixelFormat::Xbgr8888,
+            PixelFormat::Rgb888,
+            PixelFormat::Rgb565,
+        ] {
+            let mut c = Canvas::new(240, 60, 0, format);
+            c.clear();
+            c.fill_rect(0, 0, 240, 60, Rgb(230, 120, 0));
+            let w = c.text(&font, "5,000.08 Pay", 4, 8, 40, Rgb(20, 20, 20));
+            assert!(w > 100, "{format:?}: {w}");
+            let tol = if format == PixelFormat::Rgb565 { 12 } else { 2 };
+            let (mut solid, mut partial) = (0, 0);
+            for y in 0..60 {
+                for x in 0..240 {
+                    let p = at(&c, x, y);
+                    // Every pixel lies between the band and the ink: t of the way to the ink.
+                    let t = f64::from(band.0 - p.0) / f64::from(band.0 - ink.0);
+                    let expect = |b: i32, i: i32| f64::from(b) + t * f64::from(i - b);
+                    assert!(
+                        (f64::from(p.1) - expect(band.1, ink.1)).abs() <= f64::from(tol)
+                            && (f64::from(p.2) - expect(band.2, ink.2)).abs() <= f64::from(tol),
+                        "{format:?} ({x},{y}) = {p:?} is not band {band:?} blended with ink {ink:?}"
+                    );
+                    if t > 0.97 {
+                        solid += 1;
+                    } else if t > 0.1 {
+                        partial += 1;
+                    }
+                }
+            }
+            assert!(solid > 100, "{format:?}: {solid} solid ink pixels");
+            assert!(partial > 50, "{format:?}: {partial} anti-aliased pixels");
+        }
+    }
+
+    #[test]
+    fn blend_run_mixes_with_what_is_there_and_get_decodes_every_layout() {
+        for format in [
+            PixelFormat::Xrgb8888,
+            PixelFormat::Xbgr8888,
+            PixelFormat::Rgb888,
+            PixelFormat::Rgb565,
+        ] {
+            let mut c = Canvas::new(4, 2, 0, format);
+            c.clear();
+            c.fill_rect(0, 0, 4, 1, Rgb(0, 0, 255));
+            c.blend_run(1, 0, 2, Rgb(255, 0, 0), 128);
+            let Rgb(r, g, b) = c.get(1, 0).unwrap();
+            assert!(
+                (120..=136).contains(&r) && g < 8 && (118..=136).contains(&b),
+                "{r},{g},{b}"
+            );
+            assert_eq!(c.get(0, 0), Some(Rgb(0, 0, 255)));
+            assert_eq!(c.get(3, 1), Some(BACKGROUND));
+            assert_eq!(c.get(4, 0), None);
+        }
     }
 }
