@@ -1312,7 +1312,8 @@ fn paint(canvas: &mut Canvas, font: &Font, p: &Placed, view: &View<'_>, logos: &
                 Align::Centre => r.x + (r.w - tw) / 2,
                 Align::Right => r.x + r.w - tw,
             };
-            canvas.text(font, text, x, r.y, *px, *ink);
+            let clip = (r.x, r.y, r.right(), r.bottom());
+            canvas.text_clipped(font, text, x, r.y, *px, *ink, clip);
         }
         Item::Qr(q) => {
             if let Some(qr) = view.qr {

@@ -271,14 +271,14 @@ impl Canvas {
         });
     }
 
-    /// Blends one glyph's coverage in `c` with its pen position at (`x`, `y`), clipped to the
-    /// canvas.
-    fn blend_glyph(&mut self, x: usize, y: usize, g: &Coverage, c: Rgb) {
+    /// Blends one glyph's coverage in `c` with its pen position at (`x`, `y`), clipped to
+    /// `clip` and the canvas.
+    fn blend_glyph(&mut self, x: usize, y: usize, g: &Coverage, c: Rgb, clip: Rect) {
         let (x0, y0) = (x as isize + g.left, y as isize + g.top);
-        let cx0 = x0.max(0) as usize;
-        let cy0 = y0.max(0) as usize;
-        let cx1 = (x0 + g.width as isize).clamp(0, self.width as isize) as usize;
-        let cy1 = (y0 + g.height as isize).clamp(0, self.height as isize) as usize;
+        let cx0 = x0.max(clip.x0 as isize) as usize;
+        let cy0 = y0.max(clip.y0 as isize) as usize;
+        let cx1 = (x0 + g.width as isize).clamp(0, clip.x1.min(self.width) as isize) as usize;
+        let cy1 = (y0 + g.height as isize).clamp(0, clip.y1.min(self.height) as isize) as usize;
         if cx0 >= cx1 || cy0 >= cy1 {
             return;
         }
@@ -355,9 +355,28 @@ impl Canvas {
         px: usize,
         c: Rgb,
     ) -> usize {
-        let max = self.width.saturating_sub(x);
+        let all = (0, 0, self.width, self.height);
+        self.text_clipped(font, text, x, y, px, c, all)
+    }
+
+    /// [`Canvas::text`], with no pixel drawn outside `clip` (`x0, y0, x1, y1`, end
+    /// exclusive): a glyph's ink may reach past its line box (accents, descenders, side
+    /// bearings), and a box of the layout must never paint over its neighbours.
+    #[allow(clippy::too_many_arguments)]
+    pub fn text_clipped(
+        &mut self,
+        font: &Font,
+        text: &str,
+        x: usize,
+        y: usize,
+        px: usize,
+        c: Rgb,
+        (x0, y0, x1, y1): (usize, usize, usize, usize),
+    ) -> usize {
+        let clip = Rect { x0, y0, x1, y1 };
+        let max = x1.min(self.width).saturating_sub(x);
         font.glyphs(text, px, max, |pen, glyph| {
-            self.blend_glyph(x + pen, y, glyph, c);
+            self.blend_glyph(x + pen, y, glyph, c, clip);
         });
         font.text_width(text, px).min(max)
     }
