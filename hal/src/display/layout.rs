@@ -24,7 +24,7 @@ use std::sync::Arc;
 
 use super::config::{Colour, DisplayConfig};
 use super::font::Font;
-use super::qr::{QUIET_ZONE, QrPlacement};
+use super::qr::QrPlacement;
 use super::raster::{BACKGROUND, Canvas, Rgb};
 use super::view::{Tone, View};
 
@@ -211,8 +211,8 @@ pub enum LogoError {
 }
 
 impl Image {
-    /// Decodes a PNG file (any colour type; 16-bit and palette images are expanded).
-    #[cfg(feature = "png")]
+    /// Decodes a PNG file (any colour type; 16-bit and palette images are expanded). Both
+    /// raster backends' features bring the `png` crate.
     pub fn load_png(path: &Path) -> Result<Image, LogoError> {
         let file = std::io::BufReader::new(std::fs::File::open(path)?);
         let mut dec = png::Decoder::new(file);
@@ -252,12 +252,6 @@ impl Image {
             height: h,
             rgba,
         })
-    }
-
-    /// Without the `png` feature there is no decoder.
-    #[cfg(not(feature = "png"))]
-    pub fn load_png(_path: &Path) -> Result<Image, LogoError> {
-        Err(LogoError::Decode("built without the png feature".into()))
     }
 
     /// The largest size with the same aspect ratio that fits `w` x `h`.
@@ -1037,7 +1031,6 @@ fn paycode(
             permille: permille(view),
         },
     );
-    let _ = QUIET_ZONE;
     (Some((ti, bi)), Some(mm(&p)), y + bar_h <= h)
 }
 
@@ -1438,7 +1431,6 @@ mod tests {
         assert_eq!(px, vec![Rgb(255, 0, 0), Rgb(0, 0, 255)]);
     }
 
-    #[cfg(feature = "png")]
     #[test]
     fn a_logo_file_loads_and_a_bad_one_is_left_out_without_failing() {
         let dir = tempfile::tempdir().unwrap();
