@@ -282,6 +282,7 @@ impl Engine {
             "display_backends": self.screen.report(),
             "screen": self.screen.current(),
             "control_web": crate::control::web::current(),
+            "runtime": super::runtime_report(),
         })
     }
 }
