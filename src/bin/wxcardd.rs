@@ -149,15 +149,10 @@ fn main() -> ExitCode {
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .max_blocking_threads(16)
-        .enable_all()
-        .build()
-        .map_err(|e| {
-            log::error!("cannot start the async runtime: {e}");
-            ExitCode::from(71)
-        })
+    wxcardd::daemon::runtime().map_err(|e| {
+        log::error!("cannot start the async runtime: {e}");
+        ExitCode::from(71)
+    })
 }
 
 /// Runs the daemon to its end, then stops the runtime without waiting on blocking reads that

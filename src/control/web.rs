@@ -347,7 +347,31 @@ pub async fn serve<H: Handler>(
     }
 }
 
+/// The kernel's send buffer for a WebSocket connection. Event lines are small and a page
+/// reads them at once; left to autotuning, loopback TCP grows the buffer to megabytes for a
+/// client that stopped reading, so it was dropped (`overrun`) only after hundreds of kilobytes
+/// of events, and holds that much kernel memory meanwhile. Fixed, a stalled client fills it,
+/// then its bounded queue, within a few hundred events.
+const SEND_BUFFER_BYTES: libc::c_int = 32 * 1024;
+
 async fn connection(stream: TcpStream, app: Router, mut shutdown: watch::Receiver<bool>) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: setsockopt on the descriptor `stream` keeps open, with a c_int it reads.
+    let set = unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_SNDBUF,
+            (&SEND_BUFFER_BYTES as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if set != 0 {
+        log::debug!(
+            "control.web: SO_SNDBUF: {}",
+            std::io::Error::last_os_error()
+        );
+    }
     let service = hyper_util::service::TowerToHyperService::new(app);
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(hyper_util::rt::TokioTimer::new())

@@ -283,6 +283,7 @@ impl Engine {
             "display_font": wxcard_hal::display::font_in_use(),
             "screen": self.screen.current(),
             "control_web": crate::control::web::current(),
+            "runtime": super::runtime_report(),
         })
     }
 }

@@ -47,6 +47,39 @@ pub struct RunOptions {
     pub show_other_codes: bool,
 }
 
+/// The daemon's tokio runtime: one executor thread (`current_thread`) and the blocking pool
+/// for sled's writes and ureq's requests.
+///
+/// Why not a multi-thread executor: a till has one or two cores, and everything on the
+/// executor is short (parse a frame, a sled read from memory, a JSON line). With two workers,
+/// a scan hopped between them (the scanner's task woken on one, the lookup's on the other, the
+/// socket writer's on the first again), each hop a futex wake-up and a context switch that
+/// cost more than the work (BENCHMARKS.md, "Issue 12"). On one thread those hand-offs are
+/// queue pushes. Work that blocks still goes to the pool, which `status` reports as
+/// `runtime`.
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .thread_name("wxcardd-blocking")
+        .max_blocking_threads(16)
+        .enable_all()
+        .build()
+}
+
+/// The executor's shape, for `status`: `{"flavor": "current_thread", "workers": 1}`.
+pub fn runtime_report() -> serde_json::Value {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) => {
+            let flavor = match handle.runtime_flavor() {
+                tokio::runtime::RuntimeFlavor::CurrentThread => "current_thread",
+                tokio::runtime::RuntimeFlavor::MultiThread => "multi_thread",
+                _ => "other",
+            };
+            serde_json::json!({"flavor": flavor, "workers": handle.metrics().num_workers()})
+        }
+        Err(_) => serde_json::Value::Null,
+    }
+}
+
 /// A start-up failure caused by the configuration (or the token file): the binary exits 78
 /// (EX_CONFIG), which the unit does not restart, instead of crash-looping on it.
 #[derive(Debug, thiserror::Error)]
@@ -208,6 +241,11 @@ pub async fn run(mut config: Config, options: RunOptions) -> anyhow::Result<()> 
         text
     };
     let mut service_events = service.subscribe();
+    // On the one executor thread, the tasks spawned above have not run yet: let each take its
+    // first step, so that what opens at once (the kiosk page's listener and token, a serial
+    // port) is open at READY=1, as it was when other workers ran them meanwhile. Nothing here
+    // waits for a device that is absent or slow.
+    tokio::task::yield_now().await;
     let first = service.status().await?;
     notify::ready(&status_line(first, None));
     log::info!(

@@ -1,6 +1,6 @@
 //! The card service proper: lookups, writes, the outbox and the background replay.
 
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
 use rand::SeedableRng;
@@ -19,7 +19,9 @@ use crate::api::{ApiError, CardIssueOrder, Client, MemberInfo, PayCode, Status};
 use wxcard_hal::display::MaskedCardNumber;
 use wxcard_hal::text::untrusted;
 
-use crate::store::{CardKeys, DeadReason, DeadState, OutboxId, OutboxItem, Store, StoreError};
+use crate::store::{
+    CachedCard, CardKeys, DeadReason, DeadState, OutboxId, OutboxItem, Store, StoreError,
+};
 
 /// The card service. Cheap to clone; clones share everything.
 #[derive(Clone)]
@@ -40,6 +42,26 @@ struct Inner {
     wake_replay: Notify,
     /// Held while a write is sent or queued, and while the replay sends: one at a time.
     write_order: Mutex<()>,
+    /// Answers from the backend handed out before their cache write landed (see
+    /// [`CardService::lookup`]). Cache reads look here first, so a read right after an answer
+    /// sees it whether or not sled has it yet; [`CardService::sync`] waits until it is empty.
+    recent: Mutex<Recent>,
+    /// Signalled whenever an entry leaves `recent`.
+    recent_written: Condvar,
+}
+
+/// See [`Inner::recent`]: a handful of entries at most (one per lookup in flight).
+#[derive(Default)]
+struct Recent {
+    next: u64,
+    entries: Vec<Arc<RecentAnswer>>,
+}
+
+struct RecentAnswer {
+    seq: u64,
+    keys: CardKeys,
+    fetched_at_ms: u64,
+    answer: CachedAnswer,
 }
 
 struct Health {
@@ -80,6 +102,8 @@ impl CardService {
                 events,
                 wake_replay: Notify::new(),
                 write_order: Mutex::new(()),
+                recent: Mutex::new(Recent::default()),
+                recent_written: Condvar::new(),
             }),
         }
     }
@@ -108,6 +132,12 @@ impl CardService {
 
     /// Looks a card up: the backend first (short deadline), the cache when it is
     /// unreachable. A definitive answer about the card is cached either way.
+    ///
+    /// The answer comes back as soon as the backend gave it; its cache write (a sled
+    /// transaction, hundreds of µs) follows on the same blocking thread. Until that write
+    /// lands, cache reads find the answer in memory (`Inner::recent`), and `sync` waits for
+    /// it, so nothing is lost at a clean shutdown. After a crash the cache may miss the last
+    /// answers, as it would without the reordering (the cache is never fsynced).
     pub async fn lookup(
         &self,
         wx_code: &str,
@@ -126,7 +156,23 @@ impl CardService {
         let inner = Arc::clone(&self.inner);
         let wx = wx_code.to_owned();
         let card_id = card_id.map(str::to_owned);
-        blocking(move || inner.lookup(&wx, card_id.as_deref())).await
+        let (answer_tx, answer_rx) = tokio::sync::oneshot::channel();
+        let task = tokio::task::spawn_blocking(move || {
+            let (answer, to_cache) = inner.lookup(&wx, card_id.as_deref());
+            // The answer first: the caller publishes it while the cache write goes on here.
+            let _ = answer_tx.send(answer);
+            if let Some(entry) = to_cache {
+                inner.write_recent(&entry);
+            }
+        });
+        match answer_rx.await {
+            Ok(answer) => answer,
+            // The closure ended without answering: it panicked (or the runtime is going away).
+            Err(_) => match task.await {
+                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                _ => Err(ServiceError::ShuttingDown),
+            },
+        }
     }
 
     /// A merchant card number (the printed card): the API looks cards up by wxCode only, so
@@ -135,7 +181,13 @@ impl CardService {
     pub async fn lookup_card_code(&self, card_code: &str) -> Result<Option<Lookup>, ServiceError> {
         let inner = Arc::clone(&self.inner);
         let code = card_code.to_owned();
-        let cached = blocking(move || inner.store.get_card_by_code::<CachedAnswer>(&code)).await;
+        let cached = match self
+            .inner
+            .recent_by(|keys| keys.card_code.as_deref() == Some(card_code))
+        {
+            Some(hit) => Ok(Some(hit)),
+            None => blocking(move || inner.store.get_card_by_code::<CachedAnswer>(&code)).await,
+        };
         let wx_code = match cached {
             Ok(Some(entry)) => entry.keys.wx_code,
             Ok(None) => None,
@@ -331,10 +383,15 @@ impl CardService {
         .await
     }
 
-    /// Makes every change durable (at shutdown).
+    /// Makes every change durable (at shutdown), the cache writes of answers already handed
+    /// out included.
     pub async fn sync(&self) -> Result<(), ServiceError> {
         let inner = Arc::clone(&self.inner);
-        Ok(blocking(move || inner.store.sync()).await?)
+        Ok(blocking(move || {
+            inner.wait_recent_written();
+            inner.store.sync()
+        })
+        .await?)
     }
 
     /// Runs the outbox replay and the breaker probe until `shutdown` turns true.
@@ -531,7 +588,14 @@ impl Inner {
         }
     }
 
-    fn lookup(&self, wx_code: &str, card_id: Option<&str>) -> Result<Lookup, ServiceError> {
+    /// A network-first lookup. A definitive answer from the backend comes with the cache
+    /// entry to write for it, already readable through `recent`: the caller hands the answer
+    /// out, then calls [`Inner::write_recent`].
+    fn lookup(
+        &self,
+        wx_code: &str,
+        card_id: Option<&str>,
+    ) -> (Result<Lookup, ServiceError>, Option<Arc<RecentAnswer>>) {
         let now = self.clock.now_ms();
         if self.health().breaker.is_closed() {
             let result = self.client().get_member_card(
@@ -554,8 +618,8 @@ impl Inner {
                     } else {
                         CardKeys::both(wx_code, card.card_code.clone())
                     };
-                    self.cache_put(&keys, now, &CachedAnswer::Card(card.clone()));
-                    return Ok(fresh(LookupAnswer::Card { card }));
+                    let entry = self.remember(keys, now, CachedAnswer::Card(card.clone()));
+                    return (Ok(fresh(LookupAnswer::Card { card })), Some(entry));
                 }
                 Err(ApiError::Business {
                     status, message, ..
@@ -564,17 +628,18 @@ impl Inner {
                         status: status.clone(),
                         message: message.clone(),
                     };
-                    self.cache_put(&CardKeys::wx(wx_code), now, &cached);
-                    return Ok(fresh(LookupAnswer::CardState {
+                    let entry = self.remember(CardKeys::wx(wx_code), now, cached);
+                    let answer = fresh(LookupAnswer::CardState {
                         meaning: status.meaning(),
                         status,
                         message,
-                    }));
+                    });
+                    return (Ok(answer), Some(entry));
                 }
                 Err(ApiError::Business {
                     status, message, ..
                 }) if !is_server_trouble(&status) => {
-                    return Ok(fresh(LookupAnswer::Rejected { status, message }));
+                    return (Ok(fresh(LookupAnswer::Rejected { status, message })), None);
                 }
                 Err(e) => log::warn!(
                     "lookup falls back to the cache: {}",
@@ -582,7 +647,51 @@ impl Inner {
                 ),
             }
         }
-        self.answer_from_cache(wx_code, now)
+        (self.answer_from_cache(wx_code, now), None)
+    }
+
+    /// Puts an answer in `recent`, readable at once, until [`Inner::write_recent`] has
+    /// cached it.
+    fn remember(&self, keys: CardKeys, now: u64, answer: CachedAnswer) -> Arc<RecentAnswer> {
+        let mut recent = lock(&self.recent);
+        recent.next += 1;
+        let entry = Arc::new(RecentAnswer {
+            seq: recent.next,
+            keys,
+            fetched_at_ms: now,
+            answer,
+        });
+        recent.entries.push(Arc::clone(&entry));
+        entry
+    }
+
+    /// Writes a remembered answer to the cache, then forgets it.
+    fn write_recent(&self, entry: &RecentAnswer) {
+        self.cache_put(&entry.keys, entry.fetched_at_ms, &entry.answer);
+        lock(&self.recent).entries.retain(|e| e.seq != entry.seq);
+        self.recent_written.notify_all();
+    }
+
+    /// The newest remembered answer whose keys match, as the cache would give it.
+    fn recent_by(&self, matches: impl Fn(&CardKeys) -> bool) -> Option<CachedCard<CachedAnswer>> {
+        let recent = lock(&self.recent);
+        let entry = recent.entries.iter().rev().find(|e| matches(&e.keys))?;
+        Some(CachedCard {
+            keys: entry.keys.clone(),
+            fetched_at_ms: entry.fetched_at_ms,
+            value: entry.answer.clone(),
+        })
+    }
+
+    /// Waits until every remembered answer is in the cache.
+    fn wait_recent_written(&self) {
+        let mut recent = lock(&self.recent);
+        while !recent.entries.is_empty() {
+            recent = self
+                .recent_written
+                .wait(recent)
+                .unwrap_or_else(|p| p.into_inner());
+        }
     }
 
     fn cache_put(&self, keys: &CardKeys, now: u64, answer: &CachedAnswer) {
@@ -596,7 +705,12 @@ impl Inner {
     }
 
     fn answer_from_cache(&self, wx_code: &str, now: u64) -> Result<Lookup, ServiceError> {
-        let cached = match self.store.get_card_by_wx::<CachedAnswer>(wx_code) {
+        let recent = self.recent_by(|keys| keys.wx_code.as_deref() == Some(wx_code));
+        let read = match recent {
+            Some(hit) => Ok(Some(hit)),
+            None => self.store.get_card_by_wx(wx_code),
+        };
+        let cached = match read {
             Ok(c) => c,
             Err(e) => {
                 log::error!("card cache read failed: {e}");

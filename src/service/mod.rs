@@ -149,4 +149,7 @@ pub enum ServiceError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The runtime stopped before the work ended (shutdown).
+    #[error("the daemon is shutting down")]
+    ShuttingDown,
 }

@@ -178,6 +178,13 @@ impl Store {
         self.cache_writes.load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// Holds back the card cache's writes (puts, removals, evictions) until the guard is
+    /// dropped; reads go on. For tests that show what does not wait for a cache write.
+    #[doc(hidden)]
+    pub fn hold_cache_writes(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.cache_lock.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Bytes sled reports on disk for the whole store (data file, blobs, snapshots).
     pub fn size_on_disk(&self) -> Result<u64, StoreError> {
         Ok(self.db.size_on_disk()?)
