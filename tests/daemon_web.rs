@@ -637,6 +637,50 @@ fn refused_handshakes_say_why_and_never_reach_a_command() {
     assert_eq!(lines, 1, "{text}");
 }
 
+#[test]
+fn a_refused_handshake_gives_its_place_back_before_it_answers() {
+    // One place. Refused pages that have read their refusal but not yet closed (a browser
+    // tab that lingers, or a client on a loaded till) must not hold it: the next, right
+    // handshake gets in at the first try.
+    let sim = SimProcess::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let web = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let origin = "http://localhost:8069".to_owned();
+    let (cfg, socket) = config(
+        dir.path(),
+        &sim,
+        web,
+        std::slice::from_ref(&origin),
+        1,
+        None,
+    );
+    let daemon = DaemonProcess::start(&cfg, &socket, &[]);
+    let good = format!("wxcard.v1, wxcard.token.{}", token(dir.path()));
+    let host = web.to_string();
+
+    // A wrong token: the ERROR frame and the daemon's close read, the connection left open.
+    let wrong = format!("wxcard.v1, wxcard.token.{}", "0".repeat(64));
+    let (a, mut lingering) = handshake(web, &host, Some(&origin), Some(&wrong), None);
+    assert_eq!(a.status, 101);
+    let (opcode, payload) = read_frame(&mut lingering).unwrap();
+    assert_eq!(opcode, 1);
+    let error: Value = serde_json::from_slice(&payload).unwrap();
+    assert_eq!(error["error"]["code"], "forbidden");
+    // A foreign Origin, its socket also kept.
+    let (a, _kept) = handshake(web, &host, Some("http://evil.example"), Some(&good), None);
+    assert_eq!(a.status, 403);
+
+    let (a, mut reader) = handshake(web, &host, Some(&origin), Some(&good), None);
+    assert_eq!(a.status, 101, "the place is free: {}", a.body);
+    let (_, version) = read_frame(&mut reader).unwrap();
+    let version: Value = serde_json::from_slice(&version).unwrap();
+    assert_eq!(version["class"], "VERSION");
+    // And the cap still holds for sessions.
+    let (a, _) = handshake(web, &host, Some(&origin), Some(&good), None);
+    assert_eq!(a.status, 503, "{}", a.body);
+    drop((lingering, daemon));
+}
+
 /// A TCP connection whose receive buffer is as small as the kernel allows, so that a client
 /// that does not read is noticed after a few events rather than megabytes of them.
 fn connect_with_small_receive_buffer(addr: SocketAddr) -> TcpStream {

@@ -260,26 +260,47 @@ struct Shared<H> {
     events: broadcast::Sender<Value>,
     settings: WebSettings,
     refusals: RefusalLog,
+    /// Connections being refused (busy, or a handshake refused), under [`MAX_REFUSING`].
+    refusing: Arc<AtomicUsize>,
     shutdown: watch::Receiver<bool>,
 }
 
 /// One counted place under a cap, given back on drop.
-struct Slot(Arc<AtomicUsize>);
+///
+/// A refused handshake moves its place from the sessions' cap to the refusals' one
+/// ([`Slot::move_to`]) before it answers: a page that reads its refusal and retries at once
+/// must find its place free, not wait for the daemon to see the refused connection close.
+struct Slot(std::sync::Mutex<Arc<AtomicUsize>>);
 
 impl Slot {
     fn take(count: &Arc<AtomicUsize>, max: usize) -> Option<Slot> {
-        count
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
-                (n < max).then_some(n + 1)
-            })
-            .ok()
-            .map(|_| Slot(Arc::clone(count)))
+        reserve(count, max).then(|| Slot(std::sync::Mutex::new(Arc::clone(count))))
     }
+
+    /// Counts this place under `other` instead, if `other` has room under `max`; else keeps
+    /// it where it is (the total stays bounded either way).
+    fn move_to(&self, other: &Arc<AtomicUsize>, max: usize) {
+        let mut count = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if !Arc::ptr_eq(&count, other) && reserve(other, max) {
+            count.fetch_sub(1, Ordering::SeqCst);
+            *count = Arc::clone(other);
+        }
+    }
+}
+
+/// Adds one to `count` if it is under `max`.
+fn reserve(count: &AtomicUsize, max: usize) -> bool {
+    count
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+            (n < max).then_some(n + 1)
+        })
+        .is_ok()
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
+        let count = self.0.get_mut().unwrap_or_else(|e| e.into_inner());
+        count.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -299,6 +320,7 @@ pub async fn serve<H: Handler>(
         events,
         settings,
         refusals: RefusalLog::default(),
+        refusing: Arc::clone(&refusing),
         shutdown: shutdown.clone(),
     });
     let app = Router::new()
@@ -473,7 +495,9 @@ async fn handshake<H: Handler>(
             .map(|v| v.to_str().unwrap_or("(not text)"))
     };
     let settings = &shared.settings;
+    let give_back = || slot.move_to(&shared.refusing, MAX_REFUSING);
     let refuse = |kind, refusal: web_guard::Refusal| {
+        give_back();
         let message = refusal.to_string();
         shared
             .refusals
@@ -491,6 +515,7 @@ async fn handshake<H: Handler>(
     let ws = match ws {
         Ok(ws) => ws,
         Err(e) => {
+            give_back();
             return http_error(
                 StatusCode::UPGRADE_REQUIRED,
                 ErrorCode::Malformed,
@@ -517,6 +542,7 @@ async fn handshake<H: Handler>(
         } else {
             "no token: offer the subprotocol wxcard.token.<token> (see control.web.token_file)"
         };
+        give_back();
         shared
             .refusals
             .note("token", &format!("refused a handshake: {message}"));
