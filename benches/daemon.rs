@@ -6,7 +6,10 @@
 //! Run: `cargo bench --bench daemon` (cargo builds `wxcardd` in target/release first; the
 //! simulator runs in-process). `WXCARDD_BENCH_SCANS=N` changes the scans per variant (default 10,000),
 //! `WXCARDD_BENCH_WRITES=N` the queued writes (default 5,000), `WXCARDD_BENCH_ONLY=scan|ready|
-//! replay` runs one part, `WXCARDD_BENCH_DIR` puts the temporary stores on a given disk.
+//! replay|rss` runs one part, `WXCARDD_BENCH_DIR` puts the temporary stores on a given disk.
+//! The `rss` part (wxcardd's VmRSS after an ordinary run of `WXCARDD_BENCH_ORDINARY` scans,
+//! default 2,000, then after 200 control connections at once and `WXCARDD_BENCH_RSS_SCANS`
+//! scans, default 20,000) is issue 12's RSS figure.
 //! Figures go to BENCHMARKS.md, "Daemon (end to end)".
 
 #[path = "../tests/support/mod.rs"]
@@ -443,6 +446,187 @@ fn bench_scans(scans: usize) {
     daemon.stop();
 }
 
+// ---- 5. RSS after an ordinary run and after 200 connections and 20,000 scans --------------
+
+/// Control connections opened at once in [`bench_rss`], and how many of them subscribe (with
+/// the bench's own event reader, `max_subscribers` = 16).
+const RSS_CONNECTIONS: usize = 200;
+const RSS_SUBSCRIBERS: usize = 15;
+
+/// One of the [`RSS_CONNECTIONS`] clients: connects when `start` opens, asks `status` and a
+/// cache `lookup` (a subscriber subscribes instead and reads every event until the daemon
+/// closes it), then holds the connection until `done` is set.
+fn rss_client(
+    socket: PathBuf,
+    n: usize,
+    start: std::sync::Arc<std::sync::Barrier>,
+    connected: std::sync::Arc<std::sync::Barrier>,
+    done: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) {
+    start.wait();
+    let stream = UnixStream::connect(&socket).expect("control socket");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    assert!(line.contains("\"VERSION\""), "connection {n}: {line}");
+    let subscriber = n < RSS_SUBSCRIBERS;
+    let requests = if subscriber {
+        "{\"id\":1,\"cmd\":\"subscribe\"}\n".to_owned()
+    } else {
+        format!(
+            "{{\"id\":1,\"cmd\":\"status\"}}\n{{\"id\":2,\"cmd\":\"lookup\",\"wx_code\":\"{}\"}}\n",
+            wx_code(n as u64 % SCAN_CARDS)
+        )
+    };
+    writer.write_all(requests.as_bytes()).unwrap();
+    let mut answers = 0;
+    while answers < if subscriber { 1 } else { 2 } {
+        line.clear();
+        reader.read_line(&mut line).unwrap();
+        assert!(!line.contains("\"ERROR\""), "connection {n}: {line}");
+        answers += usize::from(line.contains("\"RESULT\""));
+    }
+    connected.wait();
+    if subscriber {
+        // Every card event of the scans, until the bench closes the connection's write half.
+        loop {
+            line.clear();
+            match reader.read_line(&mut line) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => assert!(!line.contains("\"ERROR\""), "connection {n}: {line}"),
+            }
+            if done.load(std::sync::atomic::Ordering::SeqCst) {
+                break;
+            }
+        }
+    } else {
+        while !done.load(std::sync::atomic::Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// wxcardd's RSS after an ordinary run (start, a scanner, one subscriber, `ordinary` scans:
+/// what `side-by-side.sh` does with N=2000 per path) and then after [`RSS_CONNECTIONS`]
+/// control connections opened at once and `scans` more scans through the pty while they stay
+/// open; backend on loopback, 1,000 distinct cards.
+fn bench_rss(ordinary: usize, scans: usize) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Barrier};
+
+    let dir = temp_dir();
+    let sim = start_sim(Some(&card_file(dir.path())));
+    let mut pty = Pty::open();
+    let link = dir.path().join("scanner-front");
+    point_link(&link, &pty.slave);
+    // The bench runs as the daemon's own uid, which may hold max_connections + 8.
+    let extra = format!(
+        "max_connections = {RSS_CONNECTIONS}\n\n[[scanner]]\nname = \"front\"\n\
+         duplicate_window_ms = 0\ndevice = {{ kind = \"serial\", path = \"{}\" }}\n",
+        link.display()
+    );
+    let (config, socket) = write_config(dir.path(), sim.api, "", &extra);
+    let daemon = Daemon::start(&config, &socket);
+    let pid = daemon.pid();
+    let mut control = daemon.client();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !control
+        .request(&wxcardd::control::protocol::Command::Status)
+        .unwrap()["result"]["scanners"]
+        .to_string()
+        .contains("\"connected\"")
+    {
+        assert!(Instant::now() < deadline, "the pty scanner never connected");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(control);
+    std::thread::sleep(Duration::from_secs(1));
+    // VmRSS, of which anonymous (heap, stacks) and file-backed (the binary's pages), VmHWM and
+    // the thread count.
+    let figures = || {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let field = |name: &str| -> u64 {
+            let line = status.lines().find(|l| l.starts_with(name)).unwrap();
+            line.split_whitespace().nth(1).unwrap().parse().unwrap()
+        };
+        format!(
+            "{} (anon {}, file {}; VmHWM {}; {} threads)",
+            mib(field("VmRSS:")),
+            mib(field("RssAnon:")),
+            mib(field("RssFile:")),
+            mib(field("VmHWM:")),
+            field("Threads:")
+        )
+    };
+    println!(
+        "rss: after start (scanner connected, 1 s idle): {}",
+        figures()
+    );
+
+    let mut events = daemon.subscriber();
+    scan_run(&mut pty, &mut events, ordinary, "api");
+    drop(events);
+    std::thread::sleep(Duration::from_secs(1));
+    println!(
+        "rss: after an ordinary run ({ordinary} scans, one subscriber, 1 s idle): {}",
+        figures()
+    );
+
+    let start = Arc::new(Barrier::new(RSS_CONNECTIONS + 1));
+    let connected = Arc::new(Barrier::new(RSS_CONNECTIONS + 1));
+    let done = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..RSS_CONNECTIONS)
+        .map(|n| {
+            let (socket, start, connected, done) = (
+                socket.clone(),
+                Arc::clone(&start),
+                Arc::clone(&connected),
+                Arc::clone(&done),
+            );
+            std::thread::Builder::new()
+                .stack_size(64 * 1024)
+                .spawn(move || rss_client(socket, n, start, connected, done))
+                .unwrap()
+        })
+        .collect();
+    let t0 = Instant::now();
+    start.wait();
+    connected.wait();
+    println!(
+        "rss: {RSS_CONNECTIONS} connections open and answered ({:.0} ms): {}",
+        t0.elapsed().as_secs_f64() * 1e3,
+        figures()
+    );
+    let mut events = daemon.subscriber();
+    let t0 = Instant::now();
+    scan_run(&mut pty, &mut events, scans, "api");
+    println!(
+        "rss: after {scans} scans ({:.1} s) with the connections open: {}",
+        t0.elapsed().as_secs_f64(),
+        figures()
+    );
+    done.store(true, Ordering::SeqCst);
+    // One more scan's event ends each subscriber's read.
+    scan_run(&mut pty, &mut events, 1, "api");
+    drop(events);
+    for client in clients {
+        client.join().expect("a client thread");
+    }
+    // The runtime's idle blocking threads exit after 10 s (tokio's thread_keep_alive).
+    let mut idle = 0;
+    for wait in [1, 5, 15] {
+        std::thread::sleep(Duration::from_secs(wait - idle));
+        idle = wait;
+        println!("rss: connections closed, {wait} s idle: {}", figures());
+    }
+    println!("load average: {}", loadavg());
+    daemon.stop();
+}
+
 // ---- 2. binary sizes ----------------------------------------------------------------------
 
 fn bench_sizes() {
@@ -652,5 +836,11 @@ fn main() {
     }
     if run("replay") {
         bench_replay(env_num("WXCARDD_BENCH_WRITES", 5_000));
+    }
+    if run("rss") {
+        bench_rss(
+            env_num("WXCARDD_BENCH_ORDINARY", 2_000),
+            env_num("WXCARDD_BENCH_RSS_SCANS", 20_000),
+        );
     }
 }

@@ -6,6 +6,7 @@
 //! - [`service`]: the policy: network or cache, send or queue, replay, the breaker.
 //! - [`control`]: the local socket's protocol, server and client (`wxcardctl`).
 //! - [`daemon`]: the wiring on tokio: scanners, display, signals, systemd notify, the demo.
+//! - [`memory`]: glibc malloc's set-up (two arenas, trimming after bursts).
 //! - [`metrics`]: Prometheus metrics (node_exporter textfile, optional `/metrics`).
 //! - [`config`]: the daemon's typed TOML configuration.
 //! - [`report`]: `wxcardctl report`, the support report without secrets or member data.
@@ -20,6 +21,7 @@ pub mod api;
 pub mod config;
 pub mod control;
 pub mod daemon;
+pub mod memory;
 pub mod metrics;
 pub mod probe;
 pub mod report;

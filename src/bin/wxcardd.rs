@@ -66,6 +66,8 @@ fn demo() -> ExitCode {
 }
 
 fn main() -> ExitCode {
+    // Before any thread starts: arenas made before this call would stay.
+    wxcardd::memory::limit_arenas();
     let cli = Cli::parse();
     // The demo's terminal is the customer display: only errors may write over it.
     let default_log = match (&cli.command, cli.demo) {
@@ -124,6 +126,9 @@ fn main() -> ExitCode {
                 Ok(c) => c,
                 Err(code) => return code,
             };
+            if let Err(e) = wxcardd::memory::spawn_trimmer() {
+                log::warn!("no memory trimmer thread: {e}");
+            }
             let runtime = match runtime() {
                 Ok(rt) => rt,
                 Err(code) => return code,
