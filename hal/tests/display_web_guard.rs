@@ -136,7 +136,9 @@ async fn a_non_loopback_address_needs_allow_remote_and_then_the_token() {
     assert!(token.len() >= 32, "token {token:?}");
     let mode = std::fs::metadata(&token_file).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600, "token file mode {mode:o}");
-    let url = wxcard_hal::display::web::current_url().unwrap();
+    // This page's own address: `current_url()` is the process's newest page, and the other
+    // test here starts one at the same time.
+    let url = web.url();
     assert!(url.ends_with(&format!("/k/{token}/")), "{url}");
 
     let host = format!("Host: 192.0.2.7:{}\r\n", addr.port());

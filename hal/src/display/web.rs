@@ -240,6 +240,12 @@ impl WebDisplay {
         self.addr
     }
 
+    /// This page's address, with `/k/<token>/` when it has a token ([`current_url`] says the
+    /// same while this is the newest kiosk page of the process).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
     /// Stops the server and waits until the port is free again: event streams end, pages
     /// start reconnecting.
     pub async fn stop(mut self) {
