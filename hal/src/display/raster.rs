@@ -380,19 +380,6 @@ impl Canvas {
         });
         font.text_width(text, px).min(max)
     }
-
-    /// Draws one line of text at `px` pixels, horizontally centred, top at `y`; shrinks the
-    /// size until the line fits (and clips if not even the smallest does). Returns the
-    /// height used.
-    pub fn text_centred(&mut self, font: &Font, text: &str, y: usize, px: usize, c: Rgb) -> usize {
-        let mut px = px.max(1);
-        while px > MIN_TEXT_PX && font.text_width(text, px) > self.width {
-            px -= 1;
-        }
-        let x = self.width.saturating_sub(font.text_width(text, px)) / 2;
-        self.text(font, text, x, y, px, c);
-        font.line_height(px)
-    }
 }
 
 /// `c` in the device layout `format` (the bytes past its pixel size are padding).
@@ -453,9 +440,6 @@ fn mix(fg: Rgb, bg: Rgb, alpha: u8) -> Rgb {
     let m = |f: u8, b: u8| ((u16::from(f) * a + u16::from(b) * (255 - a) + 127) / 255) as u8;
     Rgb(m(fg.0, bg.0), m(fg.1, bg.1), m(fg.2, bg.2))
 }
-
-/// The smallest size [`Canvas::text_centred`] shrinks text to.
-pub const MIN_TEXT_PX: usize = 16;
 
 #[cfg(test)]
 mod tests {
