@@ -258,3 +258,57 @@ async fn a_write_answered_with_a_redirect_stays_queued() {
         assert_eq!(status.outbox_pending, 1, "HTTP {code}");
     }
 }
+
+/// The cashier's lookup and pay code go through the async reads (src/api/reads.rs), not
+/// ureq: the same rule holds there. The lookup falls back to the cache (nothing cached:
+/// no card), the pay code is an error naming the redirect, and the target hears nothing,
+/// over plain HTTP and from HTTPS.
+#[tokio::test(flavor = "current_thread")]
+async fn a_lookup_answered_with_a_redirect_falls_back_and_sends_the_token_nowhere_else() {
+    use wxcardd::service::{LookupAnswer, Source};
+    for https in [false, true] {
+        let elsewhere = Elsewhere::start();
+        let dir = tempfile::tempdir().unwrap();
+        let headers = dir.path().join("api-headers");
+        std::fs::write(&headers, "X-Api-Token: TOKEN-MUST-STAY-HOME\n").unwrap();
+        let (base_url, ca_file) = if https {
+            let (ca_pem, backend) = tls_redirector(302, elsewhere.url());
+            let ca = dir.path().join("ca.pem");
+            std::fs::write(&ca, ca_pem).unwrap();
+            (format!("https://{backend}/"), Some(ca))
+        } else {
+            (
+                format!("http://{}/", redirector(307, elsewhere.url())),
+                None,
+            )
+        };
+        let client = Client::new(&ApiConfig {
+            base_url,
+            connect_timeout_ms: 300,
+            deadline_ms: 2_000,
+            headers_file: Some(headers),
+            ca_file,
+            ..ApiConfig::default()
+        })
+        .unwrap();
+        let (store, _) = Store::open(dir.path().join("store"), &StoreConfig::default()).unwrap();
+        let service = CardService::new(
+            client,
+            Arc::new(store),
+            ServiceConfig::default(),
+            Arc::new(ManualClock::new(1_800_000_000_000)),
+        );
+        let lookup = service.lookup("812345678901234567", None).await.unwrap();
+        assert_eq!(lookup.source, Source::Cache, "https {https}: {lookup:?}");
+        assert!(
+            !matches!(lookup.answer, LookupAnswer::Card { .. }),
+            "https {https}: {lookup:?}"
+        );
+        let err = service.pay_code("812345678901234567").await.unwrap_err();
+        assert!(
+            err.to_string().contains(&elsewhere.url()),
+            "https {https}: {err}"
+        );
+        elsewhere.assert_untouched();
+    }
+}

@@ -91,3 +91,64 @@ fn lookups_against_an_ip_address_start_no_thread() {
         panic!("a lookup needed a thread: {text}");
     }
 }
+
+/// Issue 12: the cashier's lookup runs on the daemon's executor. A lookup whose answer is
+/// already cached (the same card scanned again) and a pay code start no thread at all: no
+/// blocking-pool hop for the request, no cache write. A current-thread runtime on the
+/// filtered thread runs them; sled's own threads started before the filter.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+#[test]
+fn a_lookup_of_a_card_already_cached_and_a_pay_code_start_no_thread() {
+    use std::sync::Arc;
+    use wxcardd::service::{CardService, LookupAnswer, ManualClock, ServiceConfig, Source};
+    use wxcardd::store::{Store, StoreConfig};
+
+    let sim = Simulator::spawn_in_thread(SimConfig::default()).unwrap();
+    let client = Client::new(&ApiConfig {
+        base_url: sim.base_url(),
+        connect_timeout_ms: 2_000,
+        deadline_ms: 5_000,
+        ..ApiConfig::default()
+    })
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = Store::open(dir.path().join("store"), &StoreConfig::default()).unwrap();
+    let service = CardService::new(
+        client,
+        Arc::new(store),
+        ServiceConfig::default(),
+        Arc::new(ManualClock::new(1_800_000_000_000)),
+    );
+    let runtime = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    };
+    // The first lookup caches the card (a write, on a blocking thread).
+    let first = runtime().block_on(service.lookup(ACTIVE, None)).unwrap();
+    assert_eq!(first.source, Source::Api);
+    runtime().block_on(service.sync()).unwrap();
+
+    let filtered = std::thread::spawn(move || {
+        forbid_new_threads();
+        assert!(std::thread::Builder::new().spawn(|| ()).is_err());
+        runtime().block_on(async {
+            for _ in 0..3 {
+                let again = service.lookup(ACTIVE, None).await.expect("the card");
+                assert_eq!(again.source, Source::Api);
+                assert!(matches!(again.answer, LookupAnswer::Card { .. }));
+            }
+            let code = service.pay_code(ACTIVE).await.expect("a pay code");
+            assert!(!code.0.is_empty());
+        });
+    });
+    if let Err(panic) = filtered.join() {
+        let text = panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_default();
+        panic!("a lookup needed a thread: {text}");
+    }
+}

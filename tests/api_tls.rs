@@ -107,3 +107,28 @@ fn a_ca_file_without_a_certificate_is_a_config_error() {
         Err(ClientBuildError::NoCertificate { .. })
     ));
 }
+
+/// The async reads (the cashier's lookups, src/api/reads.rs) trust exactly what ureq does:
+/// the private CA from `ca_file`, and without it the certificate is refused.
+#[tokio::test(flavor = "current_thread")]
+async fn the_async_reads_trust_the_same_roots() {
+    let (ca_pem, addr) = private_backend();
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("backend-ca.pem");
+    std::fs::write(&ca_file, ca_pem).unwrap();
+    let trusted = Client::new(&config(addr, Some(ca_file))).unwrap();
+    for _ in 0..2 {
+        // `Connection: close` answers: the second lookup opens a new TLS connection.
+        let card = trusted
+            .get_member_card_async(None, "812345678901234567", None)
+            .await
+            .unwrap();
+        assert_eq!(card.balance.to_string(), "128.50");
+    }
+    let untrusted = Client::new(&config(addr, None)).unwrap();
+    let err = untrusted
+        .get_member_card_async(None, "812345678901234567", None)
+        .await
+        .unwrap_err();
+    assert_eq!(err.transport_kind(), Some(TransportKind::Tls), "{err}");
+}

@@ -21,7 +21,8 @@ fn the_executor_is_one_thread_and_lookups_still_work() {
     assert_eq!(runtime["flavor"], "current_thread", "{status}");
     assert_eq!(runtime["workers"], 1, "{status}");
 
-    // A lookup goes through the blocking pool (ureq, then the cache write) and comes back.
+    // A lookup runs on the executor (the async read, then the cache write on the blocking
+    // pool) and comes back.
     let lookup = client
         .request(&Command::Lookup(LookupParams {
             wx_code: "812345678901234567".into(),

@@ -394,3 +394,67 @@ fn reads_persisted_in_a_batch_and_reads_still_in_memory_both_count() {
         );
     }
 }
+
+#[test]
+fn an_unchanged_answer_fetched_again_writes_nothing_yet_reads_the_newer_time() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("s");
+    let keys = CardKeys::both("w1", "c1");
+    {
+        let (store, _) = Store::open(&dir, &small(8)).unwrap();
+        store.put_card(&keys, 10, &card("1")).unwrap();
+        let before = store.cache_writes();
+        // The same answer under the same keys, fetched again: nothing for sled.
+        assert!(store.refresh_card(&keys, 20, &card("1")).unwrap());
+        store.put_card(&keys, 30, &card("1")).unwrap();
+        assert_eq!(
+            store.cache_writes() - before,
+            0,
+            "an unchanged answer was rewritten"
+        );
+        let hit = store.get_card_by_wx::<Answer>("w1").unwrap().unwrap();
+        assert_eq!(
+            hit.fetched_at_ms, 30,
+            "the newer fetch time, read from memory"
+        );
+        let by_code = store.get_card_by_code::<Answer>("c1").unwrap().unwrap();
+        assert_eq!(by_code.fetched_at_ms, 30);
+        // A different answer, or different keys, is a write.
+        assert!(!store.refresh_card(&keys, 40, &card("2")).unwrap());
+        assert!(
+            !store
+                .refresh_card(&CardKeys::wx("w1"), 40, &card("1"))
+                .unwrap()
+        );
+        assert!(
+            !store
+                .refresh_card(&CardKeys::wx("w9"), 40, &card("1"))
+                .unwrap()
+        );
+        assert_eq!(
+            store.cache_writes() - before,
+            0,
+            "refresh_card never writes"
+        );
+    }
+    // Closing the store persisted the newer time with the recency.
+    let (store, _) = Store::open(&dir, &small(8)).unwrap();
+    let hit = store.get_card_by_wx::<Answer>("w1").unwrap().unwrap();
+    assert_eq!((hit.fetched_at_ms, hit.value), (30, card("1")));
+}
+
+#[test]
+fn a_refresh_does_not_outlive_a_different_answer_put_after_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (store, _) = Store::open(tmp.path().join("s"), &small(8)).unwrap();
+    let keys = CardKeys::wx("w1");
+    store.put_card(&keys, 10, &card("1")).unwrap();
+    assert!(store.refresh_card(&keys, 50, &card("1")).unwrap());
+    // Two lookups of one card answered out of order: the older fetch lands last, with a
+    // different answer. Its own fetch time is what the cache reports, read after read.
+    store.put_card(&keys, 30, &card("2")).unwrap();
+    for _ in 0..3 {
+        let hit = store.get_card_by_wx::<Answer>("w1").unwrap().unwrap();
+        assert_eq!((hit.fetched_at_ms, hit.value), (30, card("2")));
+    }
+}

@@ -1,9 +1,11 @@
-//! The blocking wxcard client (ureq 3).
+//! The wxcard client: blocking calls on ureq 3, and the two reads a cashier waits on
+//! (`getmembercard`, `getpaycode`) also as async calls on the daemon's executor
+//! ([`super::reads`], ureq's protocol core over tokio sockets).
 //!
-//! One [`Client`] holds one connection pool. Every call has a connect timeout and an overall
-//! deadline (from config, or a shorter one per call for lookups the cashier waits on). A
-//! response body is read up to a limit and refused past it. ureq is blocking: the daemon
-//! calls it from `spawn_blocking`, never on the async executor's threads.
+//! One [`Client`] holds one connection pool per kind. Every call has a connect timeout and an
+//! overall deadline (from config, or a shorter one per call for lookups the cashier waits on).
+//! A response body is read up to a limit and refused past it. ureq is blocking: the daemon
+//! calls it from `spawn_blocking`, never on the async executor's thread.
 //!
 //! Redirects are never followed: ureq would resend the token headers (it strips only
 //! `Authorization` and `Cookie`) to whatever host a `Location` names, over plain http too,
@@ -18,6 +20,7 @@
 use std::io::Read;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -27,6 +30,7 @@ use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver
 use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
 
 use super::error::{ApiError, ServerFault, TransportKind};
+use super::reads::{self, Reads};
 use super::status::Status;
 use super::types::{CardIssueOrder, CreatedMember, MemberCard, MemberInfo, PayCode};
 use super::{ApiConfig, Endpoint};
@@ -61,6 +65,14 @@ pub enum ClientBuildError {
         /// The CA file.
         path: PathBuf,
     },
+    /// The TLS settings or the base URL's host cannot make a TLS client.
+    #[error("api.base_url {url:?}: {detail}")]
+    Tls {
+        /// The base URL.
+        url: String,
+        /// What is wrong.
+        detail: String,
+    },
 }
 
 /// An extra request header; the value is a secret (an API token) and never printed.
@@ -90,7 +102,12 @@ pub struct Client {
     headers: Vec<SecretHeader>,
     deadline: Duration,
     max_body_bytes: u64,
+    /// The async reads' connections (shared by clones, like ureq's pool).
+    reads: Arc<Reads>,
 }
+
+/// Sent as `User-Agent` by both kinds of call.
+const USER_AGENT: &str = concat!("wxcardd/", env!("CARGO_PKG_VERSION"));
 
 impl Client {
     /// Builds a client: reads the headers file and, for `https://`, the platform's root
@@ -116,10 +133,33 @@ impl Client {
             .timeout_connect(Some(config.connect_timeout()))
             .timeout_global(Some(config.deadline()))
             .max_idle_connections_per_host(4)
-            .user_agent(concat!("wxcardd/", env!("CARGO_PKG_VERSION")));
+            .user_agent(USER_AGENT);
+        let mut rustls_config = None;
         if https {
-            builder = builder.tls_config(tls_config(config.ca_file.as_deref())?);
+            let roots = root_certs(config.ca_file.as_deref())?;
+            builder = builder.tls_config(
+                ureq::tls::TlsConfig::builder()
+                    .root_certs(ureq::tls::RootCerts::new_with_certs(&roots))
+                    .build(),
+            );
+            rustls_config =
+                Some(
+                    rustls_client_config(&roots).map_err(|detail| ClientBuildError::Tls {
+                        url: base_url.clone(),
+                        detail,
+                    })?,
+                );
         }
+        let uri: ureq::http::Uri = base_url
+            .parse()
+            .map_err(|_| ClientBuildError::BadBaseUrl(config.base_url.clone()))?;
+        let reads =
+            Reads::new(&uri, config.connect_timeout(), rustls_config).map_err(|detail| {
+                ClientBuildError::Tls {
+                    url: base_url.clone(),
+                    detail,
+                }
+            })?;
         Ok(Client {
             agent: ureq::Agent::with_parts(
                 builder.build(),
@@ -130,7 +170,87 @@ impl Client {
             headers,
             deadline: config.deadline(),
             max_body_bytes: config.max_body_bytes,
+            reads: Arc::new(reads),
         })
+    }
+
+    /// `getmembercard` as a task on the caller's executor (see [`super::reads`]): no thread
+    /// hand-off; otherwise as [`Client::get_member_card`].
+    pub async fn get_member_card_async(
+        &self,
+        card_id: Option<&str>,
+        wx_code: &str,
+        deadline: Option<Duration>,
+    ) -> Result<MemberCard, ApiError> {
+        let query = [("cardId", card_id.unwrap_or("")), ("wxCode", wx_code)];
+        self.get_async(Endpoint::GetMemberCard, &query, deadline)
+            .await?
+            .ok_or_else(|| no_data(Endpoint::GetMemberCard))
+    }
+
+    /// `getpaycode` as a task on the caller's executor; otherwise as [`Client::get_pay_code`].
+    pub async fn get_pay_code_async(
+        &self,
+        wx_code: &str,
+        deadline: Option<Duration>,
+    ) -> Result<PayCode, ApiError> {
+        let code: PayCode = self
+            .get_async(Endpoint::GetPayCode, &[("wxCode", wx_code)], deadline)
+            .await?
+            .ok_or_else(|| no_data(Endpoint::GetPayCode))?;
+        pay_code_not_empty(code)
+    }
+
+    /// One GET on the async connections, classified as [`Client::call`] does.
+    async fn get_async<T: DeserializeOwned>(
+        &self,
+        endpoint: Endpoint,
+        query: &[(&str, &str)],
+        deadline: Option<Duration>,
+    ) -> Result<Option<T>, ApiError> {
+        let started = Instant::now();
+        let _timer = crate::metrics::BackendTimer::start(endpoint);
+        let deadline = deadline.unwrap_or(self.deadline).min(self.deadline);
+        let query = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(query)
+            .finish();
+        let url = format!("{}{}?{query}", self.base_url, endpoint.path());
+        let build = || {
+            let mut request =
+                ureq::http::Request::get(url.as_str()).header("user-agent", USER_AGENT);
+            for h in &self.headers {
+                request = request.header(h.name.as_str(), h.value.as_str());
+            }
+            // The URL and the header names were checked when the client was built.
+            request.body(()).unwrap_or_default()
+        };
+        let answer = match tokio::time::timeout(
+            deadline,
+            self.reads.get(build, self.max_body_bytes),
+        )
+        .await
+        {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(failure)) => return Err(read_failure(endpoint, failure, started)),
+            Err(_) => {
+                return Err(ApiError::Transport {
+                    endpoint,
+                    kind: TransportKind::Deadline,
+                    detail: format!("no complete answer within {} ms", deadline.as_millis()),
+                    elapsed: started.elapsed(),
+                });
+            }
+        };
+        if (300..400).contains(&answer.code) {
+            return Err(redirect(
+                endpoint,
+                answer.code,
+                answer.location.as_deref().unwrap_or_default(),
+            ));
+        }
+        let result = classify::<T>(endpoint, answer.code, &answer.body);
+        log_answer(endpoint, answer.code, answer.body.len(), started, &result);
+        result
     }
 
     /// The base URL requests go to.
@@ -160,13 +280,7 @@ impl Client {
             Body::Query(&[("wxCode", wx_code)]),
             deadline,
         )?;
-        if code.0.is_empty() {
-            return Err(ApiError::Server {
-                endpoint: Endpoint::GetPayCode,
-                fault: ServerFault::BadData("empty pay code".into()),
-            });
-        }
-        Ok(code)
+        pay_code_not_empty(code)
     }
 
     /// `activemember`: activates a member's card.
@@ -222,10 +336,7 @@ impl Client {
         deadline: Option<Duration>,
     ) -> Result<T, ApiError> {
         self.call::<T>(endpoint, body, deadline)?
-            .ok_or_else(|| ApiError::Server {
-                endpoint,
-                fault: ServerFault::BadData("status 200 without `data`".into()),
-            })
+            .ok_or_else(|| no_data(endpoint))
     }
 
     /// Sends one request and classifies the answer. `Ok(None)` is a 200 without `data`.
@@ -270,29 +381,82 @@ impl Client {
                 .get("location")
                 .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
                 .unwrap_or_default();
-            let error = ApiError::Server {
-                endpoint,
-                fault: ServerFault::Redirect {
-                    code,
-                    location: wxcard_hal::text::untrusted(&location).into_owned(),
-                },
-            };
-            log::debug!("{endpoint}: HTTP {code}, not followed: {error}");
-            return Err(error);
+            return Err(redirect(endpoint, code, &location));
         }
         let bytes = read_body(response.body_mut(), self.max_body_bytes)
             .map_err(|e| body_error(endpoint, e, self.max_body_bytes, started))?;
         let answer = classify::<T>(endpoint, code, &bytes);
+        log_answer(endpoint, code, bytes.len(), started, &answer);
+        answer
+    }
+}
+
+fn log_answer<T>(
+    endpoint: Endpoint,
+    code: u16,
+    bytes: usize,
+    started: Instant,
+    answer: &Result<T, ApiError>,
+) {
+    if log::log_enabled!(log::Level::Debug) {
         log::debug!(
-            "{endpoint}: HTTP {code}, {} bytes, {} ms, {}",
-            bytes.len(),
+            "{endpoint}: HTTP {code}, {bytes} bytes, {} ms, {}",
             started.elapsed().as_millis(),
-            match &answer {
+            match answer {
                 Ok(_) => "ok".to_owned(),
                 Err(e) => e.to_string(),
             }
         );
-        answer
+    }
+}
+
+/// A 3xx: never followed (see the module docs); the target is named for the operator.
+fn redirect(endpoint: Endpoint, code: u16, location: &str) -> ApiError {
+    let error = ApiError::Server {
+        endpoint,
+        fault: ServerFault::Redirect {
+            code,
+            location: wxcard_hal::text::untrusted(location).into_owned(),
+        },
+    };
+    log::debug!("{endpoint}: HTTP {code}, not followed: {error}");
+    error
+}
+
+fn no_data(endpoint: Endpoint) -> ApiError {
+    ApiError::Server {
+        endpoint,
+        fault: ServerFault::BadData("status 200 without `data`".into()),
+    }
+}
+
+fn pay_code_not_empty(code: PayCode) -> Result<PayCode, ApiError> {
+    if code.0.is_empty() {
+        return Err(ApiError::Server {
+            endpoint: Endpoint::GetPayCode,
+            fault: ServerFault::BadData("empty pay code".into()),
+        });
+    }
+    Ok(code)
+}
+
+/// An async read's failure as the blocking client would report it.
+fn read_failure(endpoint: Endpoint, failure: reads::Failure, started: Instant) -> ApiError {
+    match failure {
+        reads::Failure::Server(fault) => ApiError::Server { endpoint, fault },
+        reads::Failure::Transport(kind, detail) => ApiError::Transport {
+            endpoint,
+            kind,
+            detail,
+            elapsed: started.elapsed(),
+        },
+        // Not left over by `Reads::get`, which retries; kept for completeness.
+        reads::Failure::Stale(detail) => ApiError::Transport {
+            endpoint,
+            kind: TransportKind::Io,
+            detail,
+            elapsed: started.elapsed(),
+        },
     }
 }
 
@@ -530,9 +694,35 @@ fn read_headers(path: &Path) -> Result<Vec<SecretHeader>, ClientBuildError> {
     Ok(headers)
 }
 
+/// A rustls client config trusting `roots`, with the same crypto (ring) and protocol
+/// versions as ureq's, for the async reads.
+fn rustls_client_config(
+    roots: &[ureq::tls::Certificate<'static>],
+) -> Result<Arc<rustls::ClientConfig>, String> {
+    let mut store = rustls::RootCertStore::empty();
+    let (_, unparsable) = store.add_parsable_certificates(
+        roots
+            .iter()
+            .map(|c| rustls::pki_types::CertificateDer::from(c.der().to_vec())),
+    );
+    if unparsable > 0 {
+        log::debug!("{unparsable} root certificates not usable by rustls");
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_root_certificates(store)
+    .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
 /// The platform's roots plus the optional extra CA file.
-fn tls_config(ca_file: Option<&Path>) -> Result<ureq::tls::TlsConfig, ClientBuildError> {
-    use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
+fn root_certs(
+    ca_file: Option<&Path>,
+) -> Result<Vec<ureq::tls::Certificate<'static>>, ClientBuildError> {
+    use ureq::tls::{Certificate, PemItem};
     let native = rustls_native_certs::load_native_certs();
     for e in &native.errors {
         log::warn!("some platform root certificates could not be loaded: {e}");
@@ -559,9 +749,7 @@ fn tls_config(ca_file: Option<&Path>) -> Result<ureq::tls::TlsConfig, ClientBuil
             });
         }
     }
-    Ok(TlsConfig::builder()
-        .root_certs(RootCerts::new_with_certs(&roots))
-        .build())
+    Ok(roots)
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 mod client;
 mod error;
 pub mod pii;
+mod reads;
 mod status;
 mod types;
 

@@ -32,7 +32,7 @@ pub struct CardService {
 struct Inner {
     /// Replaced on reload (a re-read token file); each call works on a clone (cheap: the
     /// connection pool is shared).
-    client: RwLock<Client>,
+    client: RwLock<Arc<Client>>,
     store: Arc<Store>,
     config: ServiceConfig,
     clock: Arc<dyn Clock>,
@@ -90,7 +90,7 @@ impl CardService {
         let (events, _) = broadcast::channel(256);
         CardService {
             inner: Arc::new(Inner {
-                client: RwLock::new(client),
+                client: RwLock::new(Arc::new(client)),
                 store,
                 health: Mutex::new(Health {
                     breaker: Breaker::new(config.breaker_failures),
@@ -112,7 +112,7 @@ impl CardService {
     /// Requests already sent finish with the old one; if the backend refused the old token,
     /// the probe tries the new one at its next tick.
     pub fn replace_client(&self, client: Client) {
-        *self.inner.client.write().unwrap_or_else(|p| p.into_inner()) = client;
+        *self.inner.client.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(client);
     }
 
     /// Online/offline changes and outbox deliveries.
@@ -133,9 +133,11 @@ impl CardService {
     /// Looks a card up: the backend first (short deadline), the cache when it is
     /// unreachable. A definitive answer about the card is cached either way.
     ///
-    /// The answer comes back as soon as the backend gave it; its cache write (a sled
-    /// transaction, hundreds of µs) follows on the same blocking thread. Until that write
-    /// lands, cache reads find the answer in memory (`Inner::recent`), and `sync` waits for
+    /// All on the caller's executor: the request is an async read ([`Client`]'s
+    /// `get_member_card_async`), and an answer equal to the cached one only refreshes the
+    /// entry in memory ([`Store::refresh_card`], a few µs). A changed answer is handed out at
+    /// once and written to the cache (a sled transaction, hundreds of µs) on a blocking thread;
+    /// until it lands, cache reads find it in memory (`Inner::recent`), and `sync` waits for
     /// it, so nothing is lost at a clean shutdown. After a crash the cache may miss the last
     /// answers, as it would without the reordering (the cache is never fsynced).
     pub async fn lookup(
@@ -144,35 +146,23 @@ impl CardService {
         card_id: Option<&str>,
     ) -> Result<Lookup, ServiceError> {
         super::types::code("wxCode", wx_code).map_err(ServiceError::Invalid)?;
+        let inner = &self.inner;
+        let now = inner.clock.now_ms();
         if !self.is_online() {
             // The breaker is open: no network, only a cache read, which sled serves from
-            // memory or with one small pread (tens of µs). That stays on this thread: the hop
-            // to the blocking pool and back would cost more than the read (BENCHMARKS.md,
-            // "Daemon").
-            return self
-                .inner
-                .answer_from_cache(wx_code, self.inner.clock.now_ms());
+            // memory or with one small pread (tens of µs).
+            return inner.answer_from_cache(wx_code, now);
         }
-        let inner = Arc::clone(&self.inner);
-        let wx = wx_code.to_owned();
-        let card_id = card_id.map(str::to_owned);
-        let (answer_tx, answer_rx) = tokio::sync::oneshot::channel();
-        let task = tokio::task::spawn_blocking(move || {
-            let (answer, to_cache) = inner.lookup(&wx, card_id.as_deref());
-            // The answer first: the caller publishes it while the cache write goes on here.
-            let _ = answer_tx.send(answer);
-            if let Some(entry) = to_cache {
-                inner.write_recent(&entry);
-            }
-        });
-        match answer_rx.await {
-            Ok(answer) => answer,
-            // The closure ended without answering: it panicked (or the runtime is going away).
-            Err(_) => match task.await {
-                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-                _ => Err(ServiceError::ShuttingDown),
-            },
+        let client = inner.client();
+        let result = client
+            .get_member_card_async(card_id, wx_code, Some(inner.config.lookup_deadline()))
+            .await;
+        inner.note(reached(&result));
+        let (answer, to_cache) = inner.settle_lookup(wx_code, now, result);
+        if let Some((keys, cached)) = to_cache {
+            inner.cache_answer(keys, now, cached);
         }
+        answer
     }
 
     /// A merchant card number (the printed card): the API looks cards up by wxCode only, so
@@ -224,16 +214,12 @@ impl CardService {
 
     /// A fresh pay code. Never cached: offline, this is an error, never an old code.
     pub async fn pay_code(&self, wx_code: &str) -> Result<PayCode, ApiError> {
-        let inner = Arc::clone(&self.inner);
-        let wx = wx_code.to_owned();
-        blocking(move || {
-            let result = inner
-                .client()
-                .get_pay_code(&wx, Some(inner.config.lookup_deadline()));
-            inner.note(reached(&result));
-            result
-        })
-        .await
+        let client = self.inner.client();
+        let result = client
+            .get_pay_code_async(wx_code, Some(self.inner.config.lookup_deadline()))
+            .await;
+        self.inner.note(reached(&result));
+        result
     }
 
     /// The service's state.
@@ -525,7 +511,7 @@ impl Inner {
         self.health.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn client(&self) -> Client {
+    fn client(&self) -> Arc<Client> {
         self.client
             .read()
             .unwrap_or_else(|p| p.into_inner())
@@ -588,66 +574,81 @@ impl Inner {
         }
     }
 
-    /// A network-first lookup. A definitive answer from the backend comes with the cache
-    /// entry to write for it, already readable through `recent`: the caller hands the answer
-    /// out, then calls [`Inner::write_recent`].
-    fn lookup(
+    /// What a lookup answers, given the backend's reply: the card or its definitive state
+    /// (with the entry to cache), a rejection, or the cache when the backend failed.
+    #[allow(clippy::type_complexity)]
+    fn settle_lookup(
         &self,
         wx_code: &str,
-        card_id: Option<&str>,
-    ) -> (Result<Lookup, ServiceError>, Option<Arc<RecentAnswer>>) {
-        let now = self.clock.now_ms();
-        if self.health().breaker.is_closed() {
-            let result = self.client().get_member_card(
-                card_id,
-                wx_code,
-                Some(self.config.lookup_deadline()),
-            );
-            self.note(reached(&result));
-            let fresh = |answer| Lookup {
-                wx_code: wx_code.to_owned(),
-                source: Source::Api,
-                age_ms: 0,
-                stale: false,
-                answer,
-            };
-            match result {
-                Ok(card) => {
-                    let keys = if card.card_code.is_empty() {
-                        CardKeys::wx(wx_code)
-                    } else {
-                        CardKeys::both(wx_code, card.card_code.clone())
-                    };
-                    let entry = self.remember(keys, now, CachedAnswer::Card(card.clone()));
-                    return (Ok(fresh(LookupAnswer::Card { card })), Some(entry));
-                }
-                Err(ApiError::Business {
-                    status, message, ..
-                }) if status.is_card_state() => {
-                    let cached = CachedAnswer::CardState {
-                        status: status.clone(),
-                        message: message.clone(),
-                    };
-                    let entry = self.remember(CardKeys::wx(wx_code), now, cached);
-                    let answer = fresh(LookupAnswer::CardState {
-                        meaning: status.meaning(),
-                        status,
-                        message,
-                    });
-                    return (Ok(answer), Some(entry));
-                }
-                Err(ApiError::Business {
-                    status, message, ..
-                }) if !is_server_trouble(&status) => {
-                    return (Ok(fresh(LookupAnswer::Rejected { status, message })), None);
-                }
-                Err(e) => log::warn!(
-                    "lookup falls back to the cache: {}",
-                    untrusted(&e.to_string())
-                ),
+        now: u64,
+        result: Result<crate::api::MemberCard, ApiError>,
+    ) -> (
+        Result<Lookup, ServiceError>,
+        Option<(CardKeys, CachedAnswer)>,
+    ) {
+        let fresh = |answer| Lookup {
+            wx_code: wx_code.to_owned(),
+            source: Source::Api,
+            age_ms: 0,
+            stale: false,
+            answer,
+        };
+        match result {
+            Ok(card) => {
+                let keys = if card.card_code.is_empty() {
+                    CardKeys::wx(wx_code)
+                } else {
+                    CardKeys::both(wx_code, card.card_code.clone())
+                };
+                let cached = CachedAnswer::Card(card.clone());
+                return (Ok(fresh(LookupAnswer::Card { card })), Some((keys, cached)));
             }
+            Err(ApiError::Business {
+                status, message, ..
+            }) if status.is_card_state() => {
+                let cached = CachedAnswer::CardState {
+                    status: status.clone(),
+                    message: message.clone(),
+                };
+                let answer = fresh(LookupAnswer::CardState {
+                    meaning: status.meaning(),
+                    status,
+                    message,
+                });
+                return (Ok(answer), Some((CardKeys::wx(wx_code), cached)));
+            }
+            Err(ApiError::Business {
+                status, message, ..
+            }) if !is_server_trouble(&status) => {
+                return (Ok(fresh(LookupAnswer::Rejected { status, message })), None);
+            }
+            Err(e) => log::warn!(
+                "lookup falls back to the cache: {}",
+                untrusted(&e.to_string())
+            ),
         }
         (self.answer_from_cache(wx_code, now), None)
+    }
+
+    /// Caches a lookup's answer. The same answer as cached refreshes the entry in memory, here
+    /// and now; a changed one is readable through `recent` at once and written on a blocking
+    /// thread. While an earlier answer for the card waits in `recent`, the sled entry is not
+    /// the latest, so this one is written too, after it (never only refreshed).
+    fn cache_answer(self: &Arc<Self>, keys: CardKeys, now: u64, answer: CachedAnswer) {
+        let pending = self.recent_by(|k| k.wx_code == keys.wx_code).is_some();
+        if !pending {
+            match self.store.refresh_card(&keys, now, &answer) {
+                Ok(true) => return,
+                Ok(false) => {}
+                Err(e) => log::debug!("card cache read before a write failed: {e}"),
+            }
+        }
+        let entry = self.remember(keys, now, answer);
+        let inner = Arc::clone(self);
+        // Detached: `sync` waits for `recent` to empty, and a panic here is sled's, logged.
+        drop(tokio::task::spawn_blocking(move || {
+            inner.write_recent(&entry)
+        }));
     }
 
     /// Puts an answer in `recent`, readable at once, until [`Inner::write_recent`] has

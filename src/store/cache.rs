@@ -23,6 +23,12 @@
 //! reads since the last persist, and the order falls back to the one on disk (puts and
 //! earlier reads), which only makes eviction slightly less well informed.
 //!
+//! Refetching a card mostly gives the same answer (a cashier's lookup, then the POS app's own
+//! lookup of the same card; a card scanned at every sale). A put of an answer equal to the
+//! cached one, under the same keys, writes nothing either ([`Store::refresh_card`]): the newer
+//! fetch time joins the read's touch in memory and reaches sled with it, so a read reports the
+//! newer time at once and a crash can only make the cached answer look older than it is.
+//!
 //! A move inserts the new LRU key, patches the entry, then removes the old key: each step
 //! leaves a state eviction copes with (it skips LRU keys whose entry has moved on), so a
 //! crash mid-way needs no transaction. Puts and evictions are sled transactions that also
@@ -45,8 +51,29 @@ type SledKey = Vec<u8>;
 /// Reads kept in memory before they are persisted together (about 100 bytes each).
 const MAX_PENDING_TOUCHES: usize = 1024;
 
-/// Cache hits not yet persisted: primary key -> access sequence of its last read.
-pub(super) type Touches = HashMap<SledKey, u64>;
+/// Cache hits and unchanged refetches not yet persisted, by primary key.
+pub(super) type Touches = HashMap<SledKey, Touch>;
+
+/// What sled does not know yet about one entry.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Touch {
+    /// Access sequence of the last read or refresh.
+    seq: u64,
+    /// When the entry's answer was last fetched again unchanged (unix ms), if that is newer
+    /// than the fetch time stored in the entry.
+    refreshed_ms: Option<u64>,
+}
+
+impl Touch {
+    /// The fetch time to report for an entry stored with `stored_ms`, the touch being newer
+    /// than the entry (callers check the sequences).
+    fn fetched_at(&self, stored_ms: u64) -> u64 {
+        self.refreshed_ms.map_or(stored_ms, |t| t.max(stored_ms))
+    }
+}
+
+/// Byte offset of the fetch time in an entry record (after the version byte).
+const FETCHED_AT_OFFSET: usize = 1;
 
 /// The keys a card is cached under. At least one must be set.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -143,6 +170,14 @@ fn encode_entry(keys: &CardKeys, fetched_at_ms: u64, seq: u64, payload: &[u8]) -
         .rest(payload)
 }
 
+/// An entry record with a new access sequence and fetch time, the rest as it was.
+fn patch_entry(bytes: &[u8], seq: u64, fetched_at_ms: u64) -> Vec<u8> {
+    let mut patched = bytes.to_vec();
+    patched[FETCHED_AT_OFFSET..FETCHED_AT_OFFSET + 8].copy_from_slice(&fetched_at_ms.to_be_bytes());
+    patched[SEQ_OFFSET..SEQ_OFFSET + 8].copy_from_slice(&seq.to_be_bytes());
+    patched
+}
+
 fn decode_entry(bytes: &[u8]) -> Result<Entry<'_>, DecodeError> {
     let mut r = Reader::new(bytes)?;
     Ok(Entry {
@@ -214,6 +249,9 @@ impl Store {
         fetched_at_ms: u64,
         value: &T,
     ) -> Result<(), StoreError> {
+        if self.refresh_card(keys, fetched_at_ms, value)? {
+            return Ok(());
+        }
         let (wx, card) = keys.sled_keys()?;
         let payload = codec::encode_payload(value)?;
         let pk = wx.clone().or_else(|| card.clone()).expect("one key is set");
@@ -248,6 +286,65 @@ impl Store {
             },
         )?;
         self.evict_over_limit()
+    }
+
+    /// When the cache already holds exactly `value` under exactly `keys`, records the newer
+    /// fetch time and the use in memory (see the module docs) and returns true: nothing is
+    /// written to sled, no lock the writers hold is taken, and the caller need not
+    /// [`put_card`](Store::put_card). False when the entry is missing or differs.
+    ///
+    /// A few µs (one sled get, one encode), so the service calls it on its executor and hands
+    /// only real changes to a blocking thread.
+    pub fn refresh_card<T: Serialize>(
+        &self,
+        keys: &CardKeys,
+        fetched_at_ms: u64,
+        value: &T,
+    ) -> Result<bool, StoreError> {
+        let (wx, card) = keys.sled_keys()?;
+        let pk = wx.or(card).expect("one key is set");
+        let Some(bytes) = self.cards.get(&pk)? else {
+            return Ok(false);
+        };
+        let Ok(entry) = decode_entry(&bytes) else {
+            return Ok(false);
+        };
+        let same_keys = entry.wx == keys.wx_code.as_deref().unwrap_or("")
+            && entry.card == keys.card_code.as_deref().unwrap_or("");
+        if !same_keys || entry.payload != codec::encode_payload(value)?.as_slice() {
+            return Ok(false);
+        }
+        self.touch(pk, entry.seq, Some(fetched_at_ms))?;
+        Ok(true)
+    }
+
+    /// Records a use (and maybe a refresh) of the entry under `pk`, stored at sequence
+    /// `entry_seq`, in memory; persists the pending touches when there are
+    /// [`MAX_PENDING_TOUCHES`] of them. Returns the entry's newest unpersisted refresh time:
+    /// an earlier touch's counts only if it came after the entry was written (a put of a
+    /// different answer since makes it moot).
+    fn touch(
+        &self,
+        pk: SledKey,
+        entry_seq: u64,
+        refreshed_ms: Option<u64>,
+    ) -> Result<Option<u64>, StoreError> {
+        let seq = self.access_seq.fetch_add(1, Ordering::Relaxed);
+        let (pending, refreshed_ms) = {
+            let mut touches = self.touches.lock().unwrap_or_else(|p| p.into_inner());
+            let before = touches
+                .get(&pk)
+                .filter(|t| t.seq > entry_seq)
+                .and_then(|t| t.refreshed_ms);
+            let refreshed_ms = refreshed_ms.max(before);
+            touches.insert(pk, Touch { seq, refreshed_ms });
+            (touches.len(), refreshed_ms)
+        };
+        if pending >= MAX_PENDING_TOUCHES {
+            let _guard = self.cache_lock.lock().unwrap_or_else(|p| p.into_inner());
+            self.persist_touches()?;
+        }
+        Ok(refreshed_ms)
     }
 
     /// The card cached under this wxCode, marking it used.
@@ -320,17 +417,11 @@ impl Store {
             }
             None => return Ok(None),
         };
-        let card = decode_card(&pk, &bytes)?;
+        let mut card = decode_card(&pk, &bytes)?;
+        let entry_seq = decode_entry(&bytes).map_or(0, |e| e.seq);
         // The read counts as use, in memory only (see the module docs).
-        let seq = self.access_seq.fetch_add(1, Ordering::Relaxed);
-        let pending = {
-            let mut touches = self.touches.lock().unwrap_or_else(|p| p.into_inner());
-            touches.insert(pk, seq);
-            touches.len()
-        };
-        if pending >= MAX_PENDING_TOUCHES {
-            let _guard = self.cache_lock.lock().unwrap_or_else(|p| p.into_inner());
-            self.persist_touches()?;
+        if let Some(refreshed) = self.touch(pk, entry_seq, None)? {
+            card.fetched_at_ms = card.fetched_at_ms.max(refreshed);
         }
         Ok(Some(card))
     }
@@ -348,19 +439,19 @@ impl Store {
             sled::Batch::default(),
         );
         let mut moves = 0;
-        for (pk, seq) in touches {
+        for (pk, touch) in touches {
             let Some(bytes) = self.cards.get(&pk)? else {
                 continue; // evicted or removed since the read
             };
-            let Ok(old_seq) = decode_entry(&bytes).map(|e| e.seq) else {
+            let Ok((old_seq, stored_ms)) = decode_entry(&bytes).map(|e| (e.seq, e.fetched_at_ms))
+            else {
                 continue;
             };
-            if old_seq >= seq {
+            if old_seq >= touch.seq {
                 continue; // replaced by a put since the read
             }
-            new_keys.insert(key(seq).to_vec(), pk.as_slice());
-            let mut patched = bytes.to_vec();
-            patched[SEQ_OFFSET..SEQ_OFFSET + 8].copy_from_slice(&seq.to_be_bytes());
+            new_keys.insert(key(touch.seq).to_vec(), pk.as_slice());
+            let patched = patch_entry(&bytes, touch.seq, touch.fetched_at(stored_ms));
             entries.insert(pk, patched);
             old_keys.remove(key(old_seq).to_vec());
             moves += 1;
@@ -382,12 +473,12 @@ impl Store {
         pk: &[u8],
         bytes: &[u8],
         old_seq: u64,
-        seq: u64,
+        touch: Touch,
     ) -> Result<(), StoreError> {
         self.count_writes(3);
-        self.card_lru.insert(key(seq), pk)?;
-        let mut patched = bytes.to_vec();
-        patched[SEQ_OFFSET..SEQ_OFFSET + 8].copy_from_slice(&seq.to_be_bytes());
+        self.card_lru.insert(key(touch.seq), pk)?;
+        let stored_ms = decode_entry(bytes).map_or(0, |e| e.fetched_at_ms);
+        let patched = patch_entry(bytes, touch.seq, touch.fetched_at(stored_ms));
         self.cards.insert(pk, patched)?;
         self.card_lru.remove(key(old_seq))?;
         Ok(())
@@ -421,7 +512,7 @@ impl Store {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .remove(pk.as_ref());
-            if let (Some(bytes), Some(read)) = (&entry, touched.filter(|&t| t > seq)) {
+            if let (Some(bytes), Some(read)) = (&entry, touched.filter(|t| t.seq > seq)) {
                 // Read since it was last persisted: it moves to that read's place instead.
                 self.move_entry(&pk, bytes, seq, read)?;
                 continue;
