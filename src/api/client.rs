@@ -547,18 +547,19 @@ fn classify<T: DeserializeOwned>(
             })
         }
     })?;
-    let Some(object) = value.as_object() else {
+    // Owned: `data` is taken out, not cloned (a lookup's answer is parsed once).
+    let Value::Object(mut object) = value else {
         return Err(server(ServerFault::NotJson {
             snippet: snippet(bytes),
         }));
     };
-    let status = match object.get("status") {
+    let status = match object.remove("status") {
         None | Some(Value::Null) => return Err(server(ServerFault::MissingStatus)),
-        Some(raw) => Status::deserialize_value(raw)
+        Some(raw) => serde_json::from_value::<Status>(raw)
             .map_err(|e| server(ServerFault::BadStatus(e.to_string())))?,
     };
-    let message = match object.get("message") {
-        Some(Value::String(s)) => s.clone(),
+    let message = match object.remove("message") {
+        Some(Value::String(s)) => s,
         _ => String::new(),
     };
     if !status.is_success() {
@@ -568,17 +569,11 @@ fn classify<T: DeserializeOwned>(
             message,
         });
     }
-    match object.get("data") {
+    match object.remove("data") {
         None | Some(Value::Null) => Ok(None),
-        Some(data) => serde_json::from_value::<T>(data.clone())
+        Some(data) => serde_json::from_value::<T>(data)
             .map(Some)
             .map_err(|e| server(ServerFault::BadData(e.to_string()))),
-    }
-}
-
-impl Status {
-    fn deserialize_value(value: &Value) -> Result<Status, serde_json::Error> {
-        serde_json::from_value(value.clone())
     }
 }
 
