@@ -277,6 +277,10 @@ pub fn result_line(id: Value, result: Value) -> Value {
     json!({"class": "RESULT", "id": id, "result": result})
 }
 
+/// An event as the daemon's broadcast carries it: built once, shared by every subscriber
+/// (socket clients, the kiosk page, metrics) without a copy each.
+pub type Event = std::sync::Arc<Value>;
+
 /// An `EVENT` line.
 pub fn event_line(event: &str, body: Value) -> Value {
     let mut object = Map::new();

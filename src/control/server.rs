@@ -32,7 +32,7 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{broadcast, mpsc, watch};
 
 use super::protocol::{
-    self, Command, ErrorCode, MAX_LINE_BYTES, ProtocolError, error_line, result_line,
+    self, Command, ErrorCode, Event, MAX_LINE_BYTES, ProtocolError, error_line, result_line,
 };
 
 /// What a command's handler answers: a result object, or an error code and message.
@@ -108,6 +108,9 @@ pub const RESERVED_CONNECTIONS: usize = 8;
 /// The longest one write to a client may block before the client is disconnected: a peer
 /// that stops reading never holds a task, a slot or a file descriptor for longer.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Queued lines joined into one write, at most (then the next write takes the rest).
+const COALESCE_BYTES: usize = 16 * 1024;
 
 /// Why the socket could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -286,7 +289,7 @@ impl Drop for Slot {
 pub async fn serve<H: Handler>(
     listener: UnixListener,
     handler: Arc<H>,
-    events: broadcast::Sender<Value>,
+    events: broadcast::Sender<Event>,
     access: Access,
     limits: Limits,
     mut shutdown: watch::Receiver<bool>,
@@ -357,7 +360,7 @@ pub async fn serve<H: Handler>(
 /// One client connection.
 pub struct Connection<H> {
     handler: Arc<H>,
-    events: broadcast::Sender<Value>,
+    events: broadcast::Sender<Event>,
     access: Arc<Access>,
     limits: Limits,
     subscribers: Arc<AtomicUsize>,
@@ -387,7 +390,7 @@ impl<H: Handler> Connection<H> {
     /// A connection handler outside [`serve`] (for tests over a socketpair).
     pub fn new(
         handler: Arc<H>,
-        events: broadcast::Sender<Value>,
+        events: broadcast::Sender<Event>,
         access: Access,
         limits: Limits,
         shutdown: watch::Receiver<bool>,
@@ -562,14 +565,31 @@ async fn write_loop(
             };
             continue;
         };
-        let mut written = 0;
-        let done = tokio::select! {
-            biased;
-            _ = closed(&mut closing) => false,
-            done = tokio::time::timeout(WRITE_TIMEOUT, write_counting(&mut write, &bytes, &mut written)) => {
-                matches!(done, Ok(Ok(())))
+        // Lines made in this executor turn go out in one write (a scan's `card` event right
+        // behind its `scan` event when the cache answers): the tasks already woken run
+        // first, then the queue is drained. The peer wakes once, not once per line.
+        tokio::task::yield_now().await;
+        let mut bytes = bytes;
+        while bytes.len() < COALESCE_BYTES {
+            match lines.try_recv() {
+                Ok(more) => bytes.extend_from_slice(&more),
+                Err(_) => break,
             }
+        }
+        // Mostly the socket takes it all at once, and no timer is needed.
+        let mut written = match write.try_write(&bytes) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+            Err(_) => break,
         };
+        let done = written == bytes.len()
+            || tokio::select! {
+                biased;
+                _ = closed(&mut closing) => false,
+                done = tokio::time::timeout(WRITE_TIMEOUT, write_counting(&mut write, &bytes, &mut written)) => {
+                    matches!(done, Ok(Ok(())))
+                }
+            };
         if !done {
             cut_mid_line = written > 0 && written < bytes.len();
             break;
@@ -623,7 +643,7 @@ async fn write_counting(
 /// reason, for its `overrun` answer) or either side closes (`None`). Shared by the Unix socket
 /// and the WebSocket, which differ only in how an event is framed.
 pub(super) async fn forward_events<T>(
-    events: &mut broadcast::Receiver<Value>,
+    events: &mut broadcast::Receiver<Event>,
     out: &mpsc::Sender<T>,
     frame: impl Fn(&Value) -> T,
 ) -> Option<&'static str> {

@@ -51,7 +51,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{broadcast, mpsc, watch};
 use wxcard_hal::web_guard;
 
-use super::protocol::{self, Command, ErrorCode, MAX_LINE_BYTES, error_line, result_line};
+use super::protocol::{self, Command, ErrorCode, Event, MAX_LINE_BYTES, error_line, result_line};
 use super::server::{Answer, Handler};
 
 /// The subprotocol the server selects.
@@ -257,7 +257,7 @@ impl RefusalLog {
 
 struct Shared<H> {
     handler: Arc<H>,
-    events: broadcast::Sender<Value>,
+    events: broadcast::Sender<Event>,
     settings: WebSettings,
     refusals: RefusalLog,
     /// Connections being refused (busy, or a handshake refused), under [`MAX_REFUSING`].
@@ -308,7 +308,7 @@ impl Drop for Slot {
 pub async fn serve<H: Handler>(
     listener: TcpListener,
     handler: Arc<H>,
-    events: broadcast::Sender<Value>,
+    events: broadcast::Sender<Event>,
     settings: WebSettings,
     mut shutdown: watch::Receiver<bool>,
 ) {

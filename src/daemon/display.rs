@@ -27,7 +27,7 @@ use wxcard_hal::display::{
 
 use super::paycode::{self, FirstCode, PayCodeConfig};
 use crate::api::ApiError;
-use crate::control::protocol::event_line;
+use crate::control::protocol::{Event, event_line};
 use crate::service::{CardService, Lookup, LookupAnswer};
 
 /// The first wait before reopening a display that would not open; doubled up to
@@ -82,7 +82,7 @@ struct Backend {
 /// The customer display.
 pub struct CustomerScreen {
     inner: Mutex<Inner>,
-    events: broadcast::Sender<Value>,
+    events: broadcast::Sender<Event>,
 }
 
 struct Inner {
@@ -131,7 +131,7 @@ impl Backend {
         kind: BackendKind,
         config: &DisplayConfig,
         current: Shown,
-        events: broadcast::Sender<Value>,
+        events: broadcast::Sender<Event>,
     ) -> Backend {
         let (screens, rx) = watch::channel(current);
         let (state_tx, state) = watch::channel(BackendState {
@@ -168,7 +168,7 @@ impl Backend {
 fn set_state(
     kind: BackendKind,
     tx: &watch::Sender<BackendState>,
-    events: &broadcast::Sender<Value>,
+    events: &broadcast::Sender<Event>,
     new: BackendState,
 ) {
     let old = tx.send_replace(new.clone());
@@ -180,10 +180,10 @@ fn set_state(
         ("failing", Some(reason)) => log::warn!("customer display {name}: {reason}"),
         (state, _) => log::info!("customer display {name}: {state}"),
     }
-    let _ = events.send(event_line(
+    let _ = events.send(Event::new(event_line(
         "display",
         json!({"backend": name, "state": new.state, "reason": new.reason}),
-    ));
+    )));
 }
 
 /// Opens one backend, retrying with backoff, then keeps it on the current screen until its
@@ -193,7 +193,7 @@ async fn run_backend(
     config: DisplayConfig,
     mut screens: watch::Receiver<Shown>,
     state: watch::Sender<BackendState>,
-    events: broadcast::Sender<Value>,
+    events: broadcast::Sender<Event>,
 ) {
     let texts = config.texts();
     let mut wait = OPEN_RETRY_FIRST;
@@ -285,7 +285,7 @@ impl CustomerScreen {
     pub fn start(
         config: &DisplayConfig,
         paycode: PayCodeConfig,
-        events: broadcast::Sender<Value>,
+        events: broadcast::Sender<Event>,
     ) -> Arc<Self> {
         let current = Shown {
             screen: Screen::Idle,

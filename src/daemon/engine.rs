@@ -20,14 +20,14 @@ use wxcard_hal::display::{Message, Screen};
 use wxcard_hal::scanner::{Classifier, CodeKind, Symbology};
 
 use super::display::CustomerScreen;
-use crate::control::protocol::{Command, ErrorCode, MessageLevel, event_line};
+use crate::control::protocol::{Command, ErrorCode, Event, MessageLevel, event_line};
 use crate::control::server::{Answer, Handler};
 use crate::service::{CardService, Lookup, LookupAnswer, ServiceError, WriteOutcome};
 
 /// The daemon's request handler and event source.
 pub struct Engine {
     service: CardService,
-    events: broadcast::Sender<Value>,
+    events: broadcast::Sender<Event>,
     classifier: Mutex<Arc<Classifier>>,
     scanners: Mutex<BTreeMap<String, Value>>,
     screen: Arc<CustomerScreen>,
@@ -69,7 +69,7 @@ impl Engine {
     /// An engine over the service, publishing event lines on `events`.
     pub fn new(
         service: CardService,
-        events: broadcast::Sender<Value>,
+        events: broadcast::Sender<Event>,
         classifier: Classifier,
         screen: Arc<CustomerScreen>,
         pay_code_after_scan: bool,
@@ -98,7 +98,7 @@ impl Engine {
 
     /// Publishes an event line to subscribers (dropped when nobody listens).
     pub fn publish(&self, event: &str, body: Value) {
-        let _ = self.events.send(event_line(event, body));
+        let _ = self.events.send(Event::new(event_line(event, body)));
     }
 
     /// Waits until no request is being carried out.

@@ -360,7 +360,7 @@ pub async fn run(mut config: Config, options: RunOptions) -> anyhow::Result<()> 
 async fn start_metrics(
     config: &Config,
     service: &CardService,
-    events: &broadcast::Sender<serde_json::Value>,
+    events: &broadcast::Sender<crate::control::protocol::Event>,
     stop: &watch::Receiver<bool>,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let metrics = crate::metrics::global();

@@ -558,7 +558,7 @@ pub async fn render_now(service: &crate::service::CardService) -> Option<String>
 pub async fn run(
     config: MetricsConfig,
     service: crate::service::CardService,
-    mut events: tokio::sync::broadcast::Receiver<Value>,
+    mut events: tokio::sync::broadcast::Receiver<crate::control::protocol::Event>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut tick = tokio::time::interval(Duration::from_secs(config.interval_s.max(1)));
