@@ -102,8 +102,11 @@ pub struct Client {
     headers: Vec<SecretHeader>,
     deadline: Duration,
     max_body_bytes: u64,
-    /// The async reads' connections (shared by clones, like ureq's pool).
-    reads: Arc<Reads>,
+    /// The async reads' connections (shared by clones, like ureq's pool). None when ureq
+    /// would go through a proxy named in the environment (`HTTPS_PROXY`, `ALL_PROXY`, ...,
+    /// `NO_PROXY` honoured): the reads then take ureq too, on the blocking pool, so every
+    /// request leaves the till the same way.
+    reads: Option<Arc<Reads>>,
 }
 
 /// Sent as `User-Agent` by both kinds of call.
@@ -153,13 +156,20 @@ impl Client {
         let uri: ureq::http::Uri = base_url
             .parse()
             .map_err(|_| ClientBuildError::BadBaseUrl(config.base_url.clone()))?;
-        let reads =
-            Reads::new(&uri, config.connect_timeout(), rustls_config).map_err(|detail| {
-                ClientBuildError::Tls {
-                    url: base_url.clone(),
-                    detail,
-                }
-            })?;
+        let proxied = ureq::Proxy::try_from_env().is_some_and(|proxy| !proxy.is_no_proxy(&uri));
+        let reads = if proxied {
+            log::info!("api: requests go through the proxy named in the environment");
+            None
+        } else {
+            let reads =
+                Reads::new(&uri, config.connect_timeout(), rustls_config).map_err(|detail| {
+                    ClientBuildError::Tls {
+                        url: base_url.clone(),
+                        detail,
+                    }
+                })?;
+            Some(Arc::new(reads))
+        };
         Ok(Client {
             agent: ureq::Agent::with_parts(
                 builder.build(),
@@ -170,7 +180,7 @@ impl Client {
             headers,
             deadline: config.deadline(),
             max_body_bytes: config.max_body_bytes,
-            reads: Arc::new(reads),
+            reads,
         })
     }
 
@@ -182,6 +192,14 @@ impl Client {
         wx_code: &str,
         deadline: Option<Duration>,
     ) -> Result<MemberCard, ApiError> {
+        if self.reads.is_none() {
+            let (client, card_id, wx_code) =
+                (self.clone(), card_id.map(str::to_owned), wx_code.to_owned());
+            return on_blocking_pool(move || {
+                client.get_member_card(card_id.as_deref(), &wx_code, deadline)
+            })
+            .await;
+        }
         let query = [("cardId", card_id.unwrap_or("")), ("wxCode", wx_code)];
         self.get_async(Endpoint::GetMemberCard, &query, deadline)
             .await?
@@ -194,6 +212,10 @@ impl Client {
         wx_code: &str,
         deadline: Option<Duration>,
     ) -> Result<PayCode, ApiError> {
+        if self.reads.is_none() {
+            let (client, wx_code) = (self.clone(), wx_code.to_owned());
+            return on_blocking_pool(move || client.get_pay_code(&wx_code, deadline)).await;
+        }
         let code: PayCode = self
             .get_async(Endpoint::GetPayCode, &[("wxCode", wx_code)], deadline)
             .await?
@@ -224,23 +246,22 @@ impl Client {
             // The URL and the header names were checked when the client was built.
             request.body(()).unwrap_or_default()
         };
-        let answer = match tokio::time::timeout(
-            deadline,
-            self.reads.get(build, self.max_body_bytes),
-        )
-        .await
-        {
-            Ok(Ok(answer)) => answer,
-            Ok(Err(failure)) => return Err(read_failure(endpoint, failure, started)),
-            Err(_) => {
-                return Err(ApiError::Transport {
-                    endpoint,
-                    kind: TransportKind::Deadline,
-                    detail: format!("no complete answer within {} ms", deadline.as_millis()),
-                    elapsed: started.elapsed(),
-                });
-            }
+        let Some(reads) = &self.reads else {
+            unreachable!("get_async is called only with the async reads on");
         };
+        let answer =
+            match tokio::time::timeout(deadline, reads.get(build, self.max_body_bytes)).await {
+                Ok(Ok(answer)) => answer,
+                Ok(Err(failure)) => return Err(read_failure(endpoint, failure, started)),
+                Err(_) => {
+                    return Err(ApiError::Transport {
+                        endpoint,
+                        kind: TransportKind::Deadline,
+                        detail: format!("no complete answer within {} ms", deadline.as_millis()),
+                        elapsed: started.elapsed(),
+                    });
+                }
+            };
         if (300..400).contains(&answer.code) {
             return Err(redirect(
                 endpoint,
@@ -388,6 +409,20 @@ impl Client {
         let answer = classify::<T>(endpoint, code, &bytes);
         log_answer(endpoint, code, bytes.len(), started, &answer);
         answer
+    }
+}
+
+/// A blocking call on tokio's blocking pool (the reads when a proxy is in use).
+async fn on_blocking_pool<T: Send + 'static>(
+    call: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    match tokio::task::spawn_blocking(call).await {
+        Ok(result) => result,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(e) => Err(ApiError::Request {
+            endpoint: Endpoint::GetMemberCard,
+            detail: format!("the runtime is shutting down: {e}"),
+        }),
     }
 }
 
