@@ -561,6 +561,10 @@ fn tls_config(ca_file: Option<&Path>) -> Result<ureq::tls::TlsConfig, ClientBuil
     }
     Ok(TlsConfig::builder()
         .root_certs(RootCerts::new_with_certs(&roots))
+        // ureq's `rustls-no-provider` feature (no webpki-roots): the provider is ours to give.
+        .unversioned_rustls_crypto_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
         .build())
 }
 
