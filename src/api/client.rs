@@ -143,6 +143,11 @@ impl Client {
             builder = builder.tls_config(
                 ureq::tls::TlsConfig::builder()
                     .root_certs(ureq::tls::RootCerts::new_with_certs(&roots))
+                    // ureq's `rustls-no-provider` feature (no webpki-roots): the provider is
+                    // ours to give.
+                    .unversioned_rustls_crypto_provider(Arc::new(
+                        rustls::crypto::ring::default_provider(),
+                    ))
                     .build(),
             );
             rustls_config =

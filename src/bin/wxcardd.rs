@@ -1,43 +1,347 @@
 //! `wxcardd`: the till daemon. Thin: parses the command line and hands over to the library.
+//!
+//! The command line is parsed by hand, not by clap: clap's parser and the code its derive
+//! generates were ~0.2 MB of the shipped binary (issue 12's 6 MB; BENCHMARKS.md, "5. Size"),
+//! for five options and three subcommands. The help texts and error messages follow clap's
+//! (`wxcardctl` still uses clap).
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
 use wxcardd::config::{self, Config};
+use wxcardd::setup::SetupArgs;
 
-#[derive(Parser)]
-#[command(version, about = "Till daemon for WeChat member cards")]
 struct Cli {
-    /// The config file.
-    #[arg(long, global = true, default_value = config::DEFAULT_PATH)]
+    /// `--config`: the config file.
     config: PathBuf,
-    /// Run on a built-in demo setup: simulated backend, codes typed on standard input, this
-    /// terminal as the customer display, a temporary store.
-    #[arg(long, conflicts_with = "config")]
+    /// `--demo`: run on a built-in demo setup.
     demo: bool,
-    #[command(subcommand)]
     command: Option<Command>,
 }
 
-#[derive(Subcommand)]
+#[derive(Debug, PartialEq)]
 enum Command {
     /// Validate the config file and exit (0 valid, 78 invalid).
     Check,
     /// Call getmembercard once and say whether the backend, token and network are right.
-    ///
-    /// Exit codes: 0 card found; 1 backend reachable but the card is not usable;
-    /// 69 backend unreachable; 76 not a wxcard answer; 78 config unusable.
     Probe {
-        /// The member card code to look up (what a scanner reads).
-        #[arg(long)]
         wx_code: String,
-        /// The WeChat card template id, if the backend wants one.
-        #[arg(long)]
         card_id: Option<String>,
     },
-    /// Find the scanner (scan the code it shows) and write its `[[scanner]]` table.
-    Setup(wxcardd::setup::SetupArgs),
+    /// Find the scanner and write its `[[scanner]]` table.
+    Setup(SetupArgs),
+}
+
+const ABOUT: &str = "Till daemon for WeChat member cards";
+const USAGE: &str = "Usage: wxcardd [OPTIONS] [COMMAND]";
+const CHECK_ABOUT: &str = "Validate the config file and exit (0 valid, 78 invalid)";
+const CHECK_USAGE: &str = "Usage: wxcardd check [OPTIONS]";
+const PROBE_ABOUT: &str =
+    "Call getmembercard once and say whether the backend, token and network are right";
+const PROBE_USAGE: &str = "Usage: wxcardd probe [OPTIONS] --wx-code <WX_CODE>";
+const SETUP_ABOUT: &str =
+    "Find the scanner (scan the code it shows) and write its `[[scanner]]` table";
+const SETUP_USAGE: &str = "Usage: wxcardd setup [OPTIONS]";
+const CONFIG_HELP: &str = "The config file [default: /etc/wxcardd/wxcardd.toml]";
+
+fn main_help() -> String {
+    format!(
+        "{ABOUT}\n\n{USAGE}\n\nCommands:\n  check  {CHECK_ABOUT}\n  probe  {PROBE_ABOUT}\n  \
+         setup  {SETUP_ABOUT}\n  help   Print this message or the help of the given \
+         subcommand(s)\n\nOptions:\n      --config <CONFIG>  {CONFIG_HELP}\n      --demo             \
+         Run on a built-in demo setup: simulated backend, codes typed on standard input, this \
+         terminal as the customer display, a temporary store\n  -h, --help             Print \
+         help\n  -V, --version          Print version\n"
+    )
+}
+
+fn check_help() -> String {
+    format!(
+        "{CHECK_ABOUT}\n\n{CHECK_USAGE}\n\nOptions:\n      --config <CONFIG>  {CONFIG_HELP}\n  \
+         -h, --help             Print help\n"
+    )
+}
+
+fn probe_help() -> String {
+    format!(
+        "{PROBE_ABOUT}.\n\nExit codes: 0 card found; 1 backend reachable but the card is not \
+         usable; 69 backend unreachable; 76 not a wxcard answer; 78 config unusable.\n\n\
+         {PROBE_USAGE}\n\nOptions:\n      --config <CONFIG>    {CONFIG_HELP}\n      \
+         --wx-code <WX_CODE>  The member card code to look up (what a scanner reads)\n      \
+         --card-id <CARD_ID>  The WeChat card template id, if the backend wants one\n  -h, \
+         --help               Print help\n"
+    )
+}
+
+fn setup_help() -> String {
+    format!(
+        "{SETUP_ABOUT}\n\n{SETUP_USAGE}\n\nOptions:\n      --config <CONFIG>    {CONFIG_HELP}\n      \
+         --name <NAME>        The scanner's name, reported with every scan (asked for when \
+         not given)\n      --yes                Ask nothing (scripted installs): the name is \
+         `--name`, or \"front\"\n      --dry-run            Print the table instead of writing \
+         it\n      --output <OUTPUT>    Where to write the table; scanners already in the file \
+         are kept [default: {output}]\n      --candidate <PATH>   Also watch this device (a tty, \
+         an input event device or a hidraw node); repeatable\n      --only               Watch \
+         only the `--candidate` devices, not the standard places\n      --no-display         Do \
+         not show the setup code on the customer display\n      --no-verify          Skip the \
+         second scan that proves the settings\n      --timeout <TIMEOUT>  Give up waiting for a \
+         scan after this many seconds [default: 300]\n  -h, --help               Print help\n",
+        output = wxcardd::setup::DEFAULT_OUTPUT
+    )
+}
+
+/// Why parsing stopped without a command line to run.
+#[derive(Debug, PartialEq)]
+enum Stop {
+    /// `--help`, `help`: this text on standard output, exit 0.
+    Help(String),
+    /// `--version`.
+    Version,
+    /// A usage error: the message and the usage line on standard error, exit 2.
+    Usage {
+        message: String,
+        usage: &'static str,
+    },
+}
+
+impl Stop {
+    fn usage(usage: &'static str, message: impl Into<String>) -> Stop {
+        Stop::Usage {
+            message: message.into(),
+            usage,
+        }
+    }
+
+    fn exit(self) -> ExitCode {
+        match self {
+            Stop::Help(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Stop::Version => {
+                println!("wxcardd {}", env!("CARGO_PKG_VERSION"));
+                ExitCode::SUCCESS
+            }
+            Stop::Usage { message, usage } => {
+                eprintln!("error: {message}\n\n{usage}\n\nFor more information, try '--help'.");
+                ExitCode::from(2)
+            }
+        }
+    }
+}
+
+/// One argument split into `--name` and an inline `=value`, or a plain word.
+enum Arg {
+    Long(String, Option<OsString>),
+    Short(char),
+    Word(OsString),
+}
+
+fn classify(arg: OsString) -> Arg {
+    let Some(text) = arg.to_str() else {
+        return Arg::Word(arg);
+    };
+    if let Some(long) = text.strip_prefix("--").filter(|l| !l.is_empty()) {
+        return match long.split_once('=') {
+            Some((name, value)) => Arg::Long(name.to_owned(), Some(value.into())),
+            None => Arg::Long(long.to_owned(), None),
+        };
+    }
+    let mut chars = text.chars();
+    match (chars.next(), chars.next(), chars.next()) {
+        (Some('-'), Some(c), None) => Arg::Short(c),
+        _ => Arg::Word(arg),
+    }
+}
+
+/// Parses the arguments after the program's name.
+fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cli, Stop> {
+    let mut args = args.into_iter();
+    let mut config: Option<PathBuf> = None;
+    let mut demo = false;
+    let mut command: Option<Command> = None;
+    // For `probe`: `--wx-code` is required.
+    let mut wx_code: Option<String> = None;
+    let mut card_id: Option<String> = None;
+    let mut setup = SetupArgs::default();
+    let mut seen: Vec<&'static str> = Vec::new();
+
+    while let Some(arg) = args.next() {
+        let usage = match &command {
+            None => USAGE,
+            Some(Command::Check) => CHECK_USAGE,
+            Some(Command::Probe { .. }) => PROBE_USAGE,
+            Some(Command::Setup(_)) => SETUP_USAGE,
+        };
+        let unexpected = |arg: &dyn std::fmt::Display| {
+            Stop::usage(usage, format!("unexpected argument '{arg}' found"))
+        };
+        let (name, inline) = match classify(arg) {
+            Arg::Short('h') => return Err(Stop::Help(help_for(command.as_ref()))),
+            Arg::Short('V') if command.is_none() => return Err(Stop::Version),
+            Arg::Short(c) => return Err(unexpected(&format!("-{c}"))),
+            Arg::Word(word) => {
+                if command.is_some() {
+                    return Err(unexpected(&word.to_string_lossy()));
+                }
+                match word.to_str() {
+                    Some("check") => command = Some(Command::Check),
+                    Some("probe") => {
+                        command = Some(Command::Probe {
+                            wx_code: String::new(),
+                            card_id: None,
+                        })
+                    }
+                    Some("setup") => command = Some(Command::Setup(SetupArgs::default())),
+                    Some("help") => {
+                        let of = args.next();
+                        let text = match of.as_ref().and_then(|w| w.to_str()) {
+                            None => main_help(),
+                            Some("check") => check_help(),
+                            Some("probe") => probe_help(),
+                            Some("setup") => setup_help(),
+                            Some("help") => main_help(),
+                            Some(other) => {
+                                return Err(Stop::usage(
+                                    USAGE,
+                                    format!("unrecognized subcommand '{other}'"),
+                                ));
+                            }
+                        };
+                        return Err(Stop::Help(text));
+                    }
+                    _ => {
+                        return Err(Stop::usage(
+                            USAGE,
+                            format!("unrecognized subcommand '{}'", word.to_string_lossy()),
+                        ));
+                    }
+                }
+                continue;
+            }
+            Arg::Long(name, inline) => (name, inline),
+        };
+        // The option's spelling in messages, and whether it takes a value.
+        let spec: Option<(&'static str, bool)> = match (name.as_str(), &command) {
+            ("help", _) => return Err(Stop::Help(help_for(command.as_ref()))),
+            ("version", None) => return Err(Stop::Version),
+            ("config", _) => Some(("--config <CONFIG>", true)),
+            ("demo", None) => Some(("--demo", false)),
+            ("wx-code", Some(Command::Probe { .. })) => Some(("--wx-code <WX_CODE>", true)),
+            ("card-id", Some(Command::Probe { .. })) => Some(("--card-id <CARD_ID>", true)),
+            (setup_option, Some(Command::Setup(_))) => match setup_option {
+                "name" => Some(("--name <NAME>", true)),
+                "yes" => Some(("--yes", false)),
+                "dry-run" => Some(("--dry-run", false)),
+                "output" => Some(("--output <OUTPUT>", true)),
+                "candidate" => Some(("--candidate <PATH>", true)),
+                "only" => Some(("--only", false)),
+                "no-display" => Some(("--no-display", false)),
+                "no-verify" => Some(("--no-verify", false)),
+                "timeout" => Some(("--timeout <TIMEOUT>", true)),
+                "rate-timeout-ms" => Some(("--rate-timeout-ms <RATE_TIMEOUT_MS>", true)),
+                "gap-ms" => Some(("--gap-ms <GAP_MS>", true)),
+                _ => None,
+            },
+            _ => None,
+        };
+        let Some((spelling, takes_value)) = spec else {
+            return Err(unexpected(&format!("--{name}")));
+        };
+        if name != "candidate" {
+            if seen.contains(&spelling) {
+                return Err(Stop::usage(
+                    usage,
+                    format!("the argument '{spelling}' cannot be used multiple times"),
+                ));
+            }
+            seen.push(spelling);
+        }
+        let value = if takes_value {
+            match inline.or_else(|| args.next()) {
+                Some(v) => v,
+                None => {
+                    return Err(Stop::usage(
+                        usage,
+                        format!("a value is required for '{spelling}' but none was supplied"),
+                    ));
+                }
+            }
+        } else if let Some(v) = inline {
+            return Err(Stop::usage(
+                usage,
+                format!(
+                    "unexpected value '{}' for '{spelling}' found; no more were expected",
+                    v.to_string_lossy()
+                ),
+            ));
+        } else {
+            OsString::new()
+        };
+        let text = |v: OsString| {
+            v.into_string().map_err(|_| {
+                Stop::usage(usage, "invalid UTF-8 was detected in one or more arguments")
+            })
+        };
+        let number = |v: OsString| -> Result<u64, Stop> {
+            let v = text(v)?;
+            v.parse::<u64>().map_err(|e| {
+                Stop::usage(usage, format!("invalid value '{v}' for '{spelling}': {e}"))
+            })
+        };
+        match name.as_str() {
+            "config" => config = Some(value.into()),
+            "demo" => demo = true,
+            "wx-code" => wx_code = Some(text(value)?),
+            "card-id" => card_id = Some(text(value)?),
+            "name" => setup.name = Some(text(value)?),
+            "yes" => setup.yes = true,
+            "dry-run" => setup.dry_run = true,
+            "output" => setup.output = value.into(),
+            "candidate" => setup.candidates.push(value.into()),
+            "only" => setup.only = true,
+            "no-display" => setup.no_display = true,
+            "no-verify" => setup.no_verify = true,
+            "timeout" => setup.timeout = number(value)?,
+            "rate-timeout-ms" => setup.rate_timeout_ms = number(value)?,
+            "gap-ms" => setup.gap_ms = number(value)?,
+            _ => unreachable!("every option in `spec` is handled"),
+        }
+    }
+    if demo && config.is_some() {
+        return Err(Stop::usage(
+            "Usage: wxcardd --demo",
+            "the argument '--demo' cannot be used with '--config <CONFIG>'",
+        ));
+    }
+    let command = match command {
+        Some(Command::Probe { .. }) => Some(Command::Probe {
+            wx_code: wx_code.ok_or_else(|| {
+                Stop::usage(
+                    "Usage: wxcardd probe --wx-code <WX_CODE>",
+                    "the following required arguments were not provided:\n  --wx-code <WX_CODE>",
+                )
+            })?,
+            card_id,
+        }),
+        Some(Command::Setup(_)) => Some(Command::Setup(setup)),
+        other => other,
+    };
+    Ok(Cli {
+        config: config.unwrap_or_else(|| PathBuf::from(config::DEFAULT_PATH)),
+        demo,
+        command,
+    })
+}
+
+fn help_for(command: Option<&Command>) -> String {
+    match command {
+        None => main_help(),
+        Some(Command::Check) => check_help(),
+        Some(Command::Probe { .. }) => probe_help(),
+        Some(Command::Setup(_)) => setup_help(),
+    }
 }
 
 const EX_CONFIG: u8 = 78;
@@ -68,7 +372,10 @@ fn demo() -> ExitCode {
 fn main() -> ExitCode {
     // Before any thread starts: arenas made before this call would stay.
     wxcardd::memory::limit_arenas();
-    let cli = Cli::parse();
+    let cli = match parse(std::env::args_os().skip(1)) {
+        Ok(cli) => cli,
+        Err(stop) => return stop.exit(),
+    };
     // The demo's terminal is the customer display: only errors may write over it.
     let default_log = match (&cli.command, cli.demo) {
         (None, false) => "info",
@@ -166,4 +473,141 @@ fn finish<T>(runtime: tokio::runtime::Runtime, main: impl std::future::Future<Ou
     let result = runtime.block_on(main);
     runtime.shutdown_timeout(std::time::Duration::from_millis(500));
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cli(args: &[&str]) -> Result<Cli, Stop> {
+        parse(args.iter().map(OsString::from))
+    }
+
+    fn usage_error(args: &[&str]) -> String {
+        match cli(args) {
+            Err(Stop::Usage { message, .. }) => message,
+            Err(other) => panic!("{args:?}: {other:?}"),
+            Ok(_) => panic!("{args:?}: parsed"),
+        }
+    }
+
+    #[test]
+    fn the_daemon_by_default_with_the_default_config() {
+        let c = cli(&[]).unwrap();
+        assert_eq!(c.config, PathBuf::from(config::DEFAULT_PATH));
+        assert!(!c.demo);
+        assert_eq!(c.command, None);
+        assert!(cli(&["--demo"]).unwrap().demo);
+    }
+
+    #[test]
+    fn config_before_or_after_the_command_and_with_equals() {
+        for args in [
+            &["--config", "/x.toml", "check"][..],
+            &["check", "--config", "/x.toml"],
+            &["check", "--config=/x.toml"],
+        ] {
+            let c = cli(args).unwrap();
+            assert_eq!(c.config, PathBuf::from("/x.toml"), "{args:?}");
+            assert_eq!(c.command, Some(Command::Check), "{args:?}");
+        }
+    }
+
+    #[test]
+    fn probe_needs_its_code() {
+        let c = cli(&["probe", "--wx-code", "8123", "--card-id=pX"]).unwrap();
+        assert_eq!(
+            c.command,
+            Some(Command::Probe {
+                wx_code: "8123".into(),
+                card_id: Some("pX".into())
+            })
+        );
+        assert!(usage_error(&["probe"]).contains("--wx-code <WX_CODE>"));
+        assert!(usage_error(&["probe", "--wx-code"]).contains("a value is required"));
+    }
+
+    #[test]
+    fn setup_options_and_their_defaults() {
+        let Some(Command::Setup(s)) = cli(&["setup"]).unwrap().command else {
+            panic!()
+        };
+        assert_eq!(s, SetupArgs::default());
+        assert_eq!(s.output, PathBuf::from(wxcardd::setup::DEFAULT_OUTPUT));
+        assert_eq!((s.timeout, s.rate_timeout_ms, s.gap_ms), (300, 5000, 150));
+        let args = [
+            "setup",
+            "--only",
+            "--yes",
+            "--no-display",
+            "--no-verify",
+            "--dry-run",
+            "--name",
+            "back",
+            "--output=/o.toml",
+            "--timeout",
+            "1",
+            "--rate-timeout-ms",
+            "200",
+            "--gap-ms",
+            "50",
+            "--candidate",
+            "/dev/a",
+            "--candidate=/dev/b",
+        ];
+        let Some(Command::Setup(s)) = cli(&args).unwrap().command else {
+            panic!()
+        };
+        assert_eq!(
+            s,
+            SetupArgs {
+                name: Some("back".into()),
+                yes: true,
+                dry_run: true,
+                output: "/o.toml".into(),
+                candidates: vec!["/dev/a".into(), "/dev/b".into()],
+                only: true,
+                no_display: true,
+                no_verify: true,
+                timeout: 1,
+                rate_timeout_ms: 200,
+                gap_ms: 50,
+            }
+        );
+        assert!(usage_error(&["setup", "--timeout", "soon"]).contains("invalid value 'soon'"));
+    }
+
+    #[test]
+    fn help_and_version() {
+        for (args, has) in [
+            (&["--help"][..], "Commands:"),
+            (&["-h"], "--demo"),
+            (&["help"], "Commands:"),
+            (&["help", "probe"], "Exit codes:"),
+            (&["probe", "--help"], "--wx-code <WX_CODE>"),
+            (&["setup", "-h"], "--candidate <PATH>"),
+            (&["check", "--help"], "--config <CONFIG>"),
+        ] {
+            match cli(args) {
+                Err(Stop::Help(text)) => assert!(text.contains(has), "{args:?}: {text}"),
+                other => panic!("{args:?}: {:?}", other.err()),
+            }
+        }
+        assert_eq!(cli(&["--version"]).err(), Some(Stop::Version));
+        assert_eq!(cli(&["-V"]).err(), Some(Stop::Version));
+        // The hidden tuning options stay out of the help.
+        assert!(!setup_help().contains("gap-ms"));
+    }
+
+    #[test]
+    fn usage_errors() {
+        assert!(usage_error(&["--bogus"]).contains("unexpected argument '--bogus'"));
+        assert!(usage_error(&["frobnicate"]).contains("unrecognized subcommand 'frobnicate'"));
+        assert!(usage_error(&["check", "extra"]).contains("unexpected argument 'extra'"));
+        assert!(usage_error(&["check", "--wx-code", "1"]).contains("'--wx-code'"));
+        assert!(usage_error(&["check", "--demo"]).contains("'--demo'"));
+        assert!(usage_error(&["--demo", "--config", "x"]).contains("cannot be used with"));
+        assert!(usage_error(&["--config", "a", "--config", "b"]).contains("multiple times"));
+        assert!(usage_error(&["--demo=yes"]).contains("unexpected value 'yes'"));
+    }
 }

@@ -64,9 +64,13 @@ pub fn load(main: &Path, main_text: String, dropins: &[PathBuf]) -> Result<Confi
         let table: Table = toml::from_str(text).map_err(|e| parse_error(path, &e))?;
         merge(&mut merged, table);
     }
-    let mut config: Config = Value::Table(merged)
-        .try_into()
-        .map_err(|e| parse_error(main, &e))?;
+    // Through TOML text rather than `Value::try_into`: deserialising `Config` from a `Value`
+    // compiled the whole config's serde code a second time, for `Value`'s deserializer
+    // (issue 12's size; BENCHMARKS.md, "5. Size"). Each file parsed alone above, so this
+    // rarely fails; its message has no line, as the text is not a file.
+    let merged = toml::to_string(&merged).map_err(|e| parse_error(main, &e))?;
+    let mut config: Config =
+        toml::from_str(&merged).map_err(|e| parse_error(main, &e.message()))?;
     if config.api.headers_file.is_none() {
         config.api.headers_file = credential_headers();
     }
@@ -190,6 +194,60 @@ mod tests {
         assert_eq!(config.till.id, "till-0042");
         let names: Vec<_> = config.scanners.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(names, ["base", "front"]);
+    }
+
+    /// The merged tables go back through TOML text (not `Value::try_into`, for size): every
+    /// kind of value must come out of that round trip as it went in.
+    #[test]
+    fn a_merge_reads_the_same_config_as_one_file() {
+        let example = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/examples/wxcardd.toml"
+        ))
+        .unwrap();
+        // Uncommented examples of everything the example file leaves commented out, with
+        // strings that need escaping, an inline table, arrays and a float.
+        let extra = r#"
+[[scanner]]
+name = "front \"A\" 前台\\ é"
+device = { kind = "serial", path = "/dev/wxcard/serial newland 0001", baud = 9600 }
+duplicate_window_ms = 300
+[scanner.frame]
+terminators = ["cr", "lf"]
+stx = false
+prefix = "]Q"
+suffix = "\t"
+
+[[scanner]]
+name = "wedge"
+device = { kind = "evdev", path = "/dev/wxcard/kbd-honeywell-0002" }
+
+[[classify.rules]]
+kind = "wechat_member_code"
+charset = "digits"
+min_len = 12
+max_len = 18
+"#;
+        let one_file = format!("{example}\n{extra}");
+        let (dir, path) = setup(&one_file, &[]);
+        let alone = Config::load(&path).unwrap();
+        assert_eq!(alone.scanners.len(), 2);
+
+        // The same text with an empty drop-in (the merge's path), and split in two files.
+        std::fs::write(dir.path().join("conf.d/10-empty.toml"), "").unwrap();
+        assert_eq!(Config::load(&path).unwrap(), alone);
+        std::fs::write(&path, &example).unwrap();
+        std::fs::write(dir.path().join("conf.d/10-empty.toml"), extra).unwrap();
+        assert_eq!(Config::load(&path).unwrap(), alone);
+
+        // A float (the display's dpi) and a drop-in overriding a table the main file set.
+        std::fs::write(
+            dir.path().join("conf.d/20-display.toml"),
+            "[display]\ndpi = 96.5\n",
+        )
+        .unwrap();
+        let merged = Config::load(&path).unwrap();
+        assert_eq!(merged.display.dpi.map(|d| d.0), Some(96.5));
     }
 
     #[test]

@@ -47,42 +47,51 @@ use watch::{Found, Report, Timing};
 /// Where the table goes unless `--output` says otherwise.
 pub const DEFAULT_OUTPUT: &str = "/etc/wxcardd/conf.d/50-scanners.toml";
 
-/// `wxcardd setup` options.
-#[derive(Debug, Clone, clap::Args)]
+/// `wxcardd setup` options (parsed by `src/bin/wxcardd.rs`, whose help text says the same).
+#[derive(Debug, Clone, PartialEq)]
 pub struct SetupArgs {
-    /// The scanner's name, reported with every scan (asked for when not given).
-    #[arg(long)]
+    /// `--name`: the scanner's name, reported with every scan (asked for when not given).
     pub name: Option<String>,
-    /// Ask nothing (scripted installs): the name is `--name`, or "front".
-    #[arg(long)]
+    /// `--yes`: ask nothing (scripted installs): the name is `--name`, or "front".
     pub yes: bool,
-    /// Print the table instead of writing it.
-    #[arg(long)]
+    /// `--dry-run`: print the table instead of writing it.
     pub dry_run: bool,
-    /// Where to write the table; scanners already in the file are kept.
-    #[arg(long, default_value = DEFAULT_OUTPUT)]
+    /// `--output`: where to write the table; scanners already in the file are kept.
     pub output: PathBuf,
-    /// Also watch this device (a tty, an input event device or a hidraw node); repeatable.
-    #[arg(long = "candidate", value_name = "PATH")]
+    /// `--candidate`: also watch this device (a tty, an input event device or a hidraw
+    /// node); repeatable.
     pub candidates: Vec<PathBuf>,
-    /// Watch only the `--candidate` devices, not the standard places.
-    #[arg(long)]
+    /// `--only`: watch only the `--candidate` devices, not the standard places.
     pub only: bool,
-    /// Do not show the setup code on the customer display.
-    #[arg(long)]
+    /// `--no-display`: do not show the setup code on the customer display.
     pub no_display: bool,
-    /// Skip the second scan that proves the settings.
-    #[arg(long)]
+    /// `--no-verify`: skip the second scan that proves the settings.
     pub no_verify: bool,
-    /// Give up waiting for a scan after this many seconds.
-    #[arg(long, default_value_t = 300)]
+    /// `--timeout`: give up waiting for a scan after this many seconds.
     pub timeout: u64,
-    /// Longest time a serial port is held at one rate with nothing read, ms.
-    #[arg(long, hide = true, default_value_t = 5000)]
+    /// `--rate-timeout-ms` (not in the help): longest time a serial port is held at one rate
+    /// with nothing read, ms.
     pub rate_timeout_ms: u64,
-    /// Silence that ends a burst of bytes from a serial port, ms.
-    #[arg(long, hide = true, default_value_t = 150)]
+    /// `--gap-ms` (not in the help): silence that ends a burst of bytes from a serial port, ms.
     pub gap_ms: u64,
+}
+
+impl Default for SetupArgs {
+    fn default() -> Self {
+        SetupArgs {
+            name: None,
+            yes: false,
+            dry_run: false,
+            output: PathBuf::from(DEFAULT_OUTPUT),
+            candidates: Vec::new(),
+            only: false,
+            no_display: false,
+            no_verify: false,
+            timeout: 300,
+            rate_timeout_ms: 5000,
+            gap_ms: 150,
+        }
+    }
 }
 
 /// Runs the wizard. `config_path` is the daemon's config: its `[display]` and `[classify]`

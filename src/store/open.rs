@@ -15,7 +15,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Mutex, RwLock};
 use std::time::SystemTime;
 
-use super::codec::parse_u64;
+use super::codec::{key, parse_u64};
 use super::{Store, StoreConfig, StoreError, fsutil, meta, seal};
 
 /// What happened while opening the store.
@@ -170,8 +170,8 @@ impl Store {
             _ => None,
         };
 
-        let next_seq = match card_lru.last()? {
-            Some((k, _)) => parse_u64(&k).ok_or(StoreError::Meta { key: "card_lru" })? + 1,
+        let next_seq = match last_u64_key(&card_lru)? {
+            Some(k) => parse_u64(&k).ok_or(StoreError::Meta { key: "card_lru" })? + 1,
             None => 1,
         };
         let db_path = dir.join("db");
@@ -309,4 +309,86 @@ fn quarantine(dir: &Path, cause: &str) -> Result<Quarantined, StoreError> {
         reason: cause.to_string(),
         queued,
     })
+}
+
+/// The greatest key of a tree whose keys are [`key`]s (8-byte big-endian u64s), found with
+/// forward lookups only: a binary search on "is there a key at or above `x`" (at most 64
+/// seeks, each a tree descent).
+///
+/// Not `tree.last()`: any reverse iteration in sled (`last`, `next_back`, `get_lt`, whatever
+/// the bounds) compiles in its "no upper bound" case, a comparison against a 1 MiB constant of
+/// 0xFF bytes (`Iter::high_key`'s `MAX_KEY`), 14% of the shipped binary (issue 12's size,
+/// BENCHMARKS.md "5. Size").
+fn last_u64_key(tree: &sled::Tree) -> sled::Result<Option<sled::IVec>> {
+    let at_or_above = |x: u64| tree.range(key(x)..).next().transpose();
+    let Some((first, _)) = at_or_above(0)? else {
+        // Empty, or only keys below `key(0)` (shorter: not sequences; the caller refuses).
+        return Ok(tree.first()?.map(|(k, _)| k));
+    };
+    // Invariant: a key >= lo exists; none >= hi + 1.
+    let mut lo = parse_u64(&first).unwrap_or(0);
+    let mut hi = u64::MAX;
+    while lo < hi {
+        let mid = lo + (hi - lo).div_ceil(2);
+        if at_or_above(mid)?.is_some() {
+            lo = mid;
+        } else {
+            hi = mid - 1;
+        }
+    }
+    Ok(at_or_above(lo)?.map(|(k, _)| k))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn last_u64_key_is_what_sleds_last_says() {
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        let tree = db.open_tree("t").unwrap();
+        assert_eq!(last_u64_key(&tree).unwrap(), None);
+        let sets: &[&[u64]] = &[
+            &[0],
+            &[7],
+            &[u64::MAX],
+            &[1, 2, 3],
+            &[5, 1 << 40, u64::MAX - 1],
+            &[0, u64::MAX],
+            &[3, 1 << 63, (1 << 63) + 1, 12_345_678_901],
+        ];
+        for set in sets {
+            tree.clear().unwrap();
+            for &k in *set {
+                tree.insert(key(k), &b"pk"[..]).unwrap();
+            }
+            let want = tree.last().unwrap().map(|(k, _)| k);
+            assert_eq!(last_u64_key(&tree).unwrap(), want, "keys {set:?}");
+        }
+        // Many keys, spread out.
+        tree.clear().unwrap();
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        for _ in 0..2_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            tree.insert(key(x >> (x % 50)), &b"pk"[..]).unwrap();
+        }
+        let want = tree.last().unwrap().map(|(k, _)| k);
+        assert_eq!(last_u64_key(&tree).unwrap(), want);
+    }
+
+    #[test]
+    fn a_key_that_is_not_a_u64_is_still_found_and_refused() {
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        let tree = db.open_tree("t").unwrap();
+        tree.insert(key(9), &b"pk"[..]).unwrap();
+        tree.insert([0xFFu8; 9], &b"pk"[..]).unwrap();
+        let last = last_u64_key(&tree).unwrap().unwrap();
+        assert_eq!(parse_u64(&last), None, "{last:?}");
+        tree.clear().unwrap();
+        tree.insert([0u8; 3], &b"pk"[..]).unwrap();
+        let last = last_u64_key(&tree).unwrap().unwrap();
+        assert_eq!(parse_u64(&last), None, "{last:?}");
+    }
 }
