@@ -281,8 +281,7 @@ impl Config {
         // What start does with [api]: build the client (token file, CA file).
         if let Err(e) = crate::api::Client::new(api) {
             let key = match &e {
-                crate::api::ClientBuildError::BadBaseUrl(_)
-                | crate::api::ClientBuildError::Tls { .. } => "api.base_url",
+                crate::api::ClientBuildError::BadBaseUrl(_) => "api.base_url",
                 crate::api::ClientBuildError::File { what, .. } => what,
                 crate::api::ClientBuildError::NoCertificate { .. } => "api.ca_file",
                 crate::api::ClientBuildError::BadHeaderLine { .. } => "api.headers_file",

@@ -108,8 +108,9 @@ fn a_ca_file_without_a_certificate_is_a_config_error() {
     ));
 }
 
-/// The async reads (the cashier's lookups, src/api/reads.rs) trust exactly what ureq does:
-/// the private CA from `ca_file`, and without it the certificate is refused.
+/// The cashier's async lookups on an `https://` backend go through ureq (src/api/reads.rs is
+/// plain HTTP only): the private CA from `ca_file` is trusted, and without it the
+/// certificate is refused, as for every other call.
 #[tokio::test(flavor = "current_thread")]
 async fn the_async_reads_trust_the_same_roots() {
     let (ca_pem, addr) = private_backend();

@@ -1,6 +1,7 @@
 //! The wxcard client: blocking calls on ureq 3, and the two reads a cashier waits on
 //! (`getmembercard`, `getpaycode`) also as async calls on the daemon's executor
-//! ([`super::reads`], ureq's protocol core over tokio sockets).
+//! ([`super::reads`], ureq's protocol core over tokio sockets, for a plain-HTTP backend
+//! reached directly; otherwise those run ureq on the blocking pool).
 //!
 //! One [`Client`] holds one connection pool per kind. Every call has a connect timeout and an
 //! overall deadline (from config, or a shorter one per call for lookups the cashier waits on).
@@ -65,14 +66,6 @@ pub enum ClientBuildError {
         /// The CA file.
         path: PathBuf,
     },
-    /// The TLS settings or the base URL's host cannot make a TLS client.
-    #[error("api.base_url {url:?}: {detail}")]
-    Tls {
-        /// The base URL.
-        url: String,
-        /// What is wrong.
-        detail: String,
-    },
 }
 
 /// An extra request header; the value is a secret (an API token) and never printed.
@@ -102,10 +95,10 @@ pub struct Client {
     headers: Vec<SecretHeader>,
     deadline: Duration,
     max_body_bytes: u64,
-    /// The async reads' connections (shared by clones, like ureq's pool). None when ureq
-    /// would go through a proxy named in the environment (`HTTPS_PROXY`, `ALL_PROXY`, ...,
-    /// `NO_PROXY` honoured): the reads then take ureq too, on the blocking pool, so every
-    /// request leaves the till the same way.
+    /// The async reads' connections (shared by clones, like ureq's pool). None for an
+    /// `https://` backend (see [`super::reads`]) and when ureq would go through a proxy named
+    /// in the environment (`HTTP_PROXY`, `ALL_PROXY`, ..., `NO_PROXY` honoured): the reads
+    /// then take ureq too, on the blocking pool, so every request leaves the till the same way.
     reads: Option<Arc<Reads>>,
 }
 
@@ -137,7 +130,6 @@ impl Client {
             .timeout_global(Some(config.deadline()))
             .max_idle_connections_per_host(4)
             .user_agent(USER_AGENT);
-        let mut rustls_config = None;
         if https {
             let roots = root_certs(config.ca_file.as_deref())?;
             builder = builder.tls_config(
@@ -150,13 +142,6 @@ impl Client {
                     ))
                     .build(),
             );
-            rustls_config =
-                Some(
-                    rustls_client_config(&roots).map_err(|detail| ClientBuildError::Tls {
-                        url: base_url.clone(),
-                        detail,
-                    })?,
-                );
         }
         let uri: ureq::http::Uri = base_url
             .parse()
@@ -166,14 +151,7 @@ impl Client {
             log::info!("api: requests go through the proxy named in the environment");
             None
         } else {
-            let reads =
-                Reads::new(&uri, config.connect_timeout(), rustls_config).map_err(|detail| {
-                    ClientBuildError::Tls {
-                        url: base_url.clone(),
-                        detail,
-                    }
-                })?;
-            Some(Arc::new(reads))
+            Reads::new(&uri, config.connect_timeout()).map(Arc::new)
         };
         Ok(Client {
             agent: ureq::Agent::with_parts(
@@ -727,30 +705,6 @@ fn read_headers(path: &Path) -> Result<Vec<SecretHeader>, ClientBuildError> {
         });
     }
     Ok(headers)
-}
-
-/// A rustls client config trusting `roots`, with the same crypto (ring) and protocol
-/// versions as ureq's, for the async reads.
-fn rustls_client_config(
-    roots: &[ureq::tls::Certificate<'static>],
-) -> Result<Arc<rustls::ClientConfig>, String> {
-    let mut store = rustls::RootCertStore::empty();
-    let (_, unparsable) = store.add_parsable_certificates(
-        roots
-            .iter()
-            .map(|c| rustls::pki_types::CertificateDer::from(c.der().to_vec())),
-    );
-    if unparsable > 0 {
-        log::debug!("{unparsable} root certificates not usable by rustls");
-    }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| e.to_string())?
-    .with_root_certificates(store)
-    .with_no_client_auth();
-    Ok(Arc::new(config))
 }
 
 /// The platform's roots plus the optional extra CA file.

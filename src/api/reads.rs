@@ -6,8 +6,14 @@
 //! plus ureq's per-request work (four `ioctl`s, two 1-byte peeks, two `setsockopt`s): on a
 //! LAN, more than the HTTP exchange itself (BENCHMARKS.md, "Issue 12"). These two GETs are
 //! what a cashier waits on, so here they are ordinary tasks on the executor, with the protocol
-//! code ureq itself uses (`ureq-proto`, ureq's sans-IO HTTP/1.1 core) over tokio sockets and
-//! rustls. The writes stay on ureq: they go through the outbox, off the cashier's path.
+//! code ureq itself uses (`ureq-proto`, ureq's sans-IO HTTP/1.1 core) over tokio sockets. The
+//! writes stay on ureq: they go through the outbox, off the cashier's path.
+//!
+//! Plain `http://` only (a backend on the shop's LAN, or a local gateway). An `https://`
+//! backend is across the internet, where a round trip takes tens of milliseconds and the
+//! thread hand-offs' tens of microseconds do not show; TLS here would have doubled the TLS
+//! code in a binary held to 6 MB (issue 12). Those reads take ureq on the blocking pool, as
+//! they do behind a proxy ([`super::client`]).
 //!
 //! The blocking client's rules hold here too: a connect timeout and an overall deadline, the
 //! body read up to the limit and refused past it, redirects never followed (the caller gets
@@ -21,11 +27,10 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
-use futures_util::FutureExt;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use ureq_proto::BodyMode;
 use ureq_proto::client::{Call, RecvBodyResult, RecvResponseResult, SendRequestResult};
@@ -46,10 +51,7 @@ const READ_CHUNK: usize = 8 * 1024;
 /// The request head must fit here (our heads are a few hundred bytes).
 const MAX_REQUEST_HEAD: usize = 8 * 1024;
 
-trait Io: AsyncRead + AsyncWrite + Unpin + Send + Sync {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send + Sync> Io for T {}
-
-type Conn = Box<dyn Io>;
+type Conn = TcpStream;
 
 /// Where requests go and how to connect there; the idle connections.
 pub(super) struct Reads {
@@ -58,11 +60,6 @@ pub(super) struct Reads {
     port: u16,
     /// The address itself when the host is an IP address (no lookup).
     literal: Option<SocketAddr>,
-    /// For `https://`: the connector and the name the certificate must carry.
-    tls: Option<(
-        tokio_rustls::TlsConnector,
-        rustls::pki_types::ServerName<'static>,
-    )>,
     connect_timeout: Duration,
     idle: Mutex<Vec<Conn>>,
 }
@@ -72,7 +69,6 @@ impl std::fmt::Debug for Reads {
         f.debug_struct("Reads")
             .field("host", &self.host)
             .field("port", &self.port)
-            .field("tls", &self.tls.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -96,40 +92,27 @@ pub(super) enum Failure {
 }
 
 impl Reads {
-    /// `base` is the base URL (`http://` or `https://`, checked by the caller); `tls` the
-    /// client config for `https://`.
-    pub(super) fn new(
-        base: &http::Uri,
-        connect_timeout: Duration,
-        tls: Option<Arc<rustls::ClientConfig>>,
-    ) -> Result<Reads, String> {
-        let authority = base.authority().ok_or("no host in the base URL")?;
+    /// `base` is the base URL; `None` unless it is `http://`.
+    pub(super) fn new(base: &http::Uri, connect_timeout: Duration) -> Option<Reads> {
+        if base.scheme_str() != Some("http") {
+            return None;
+        }
+        let authority = base.authority()?;
         let host = authority.host();
         let host = host
             .strip_prefix('[')
             .and_then(|h| h.strip_suffix(']'))
             .unwrap_or(host)
             .to_owned();
-        let https = base.scheme_str() == Some("https");
-        let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
+        let port = authority.port_u16().unwrap_or(80);
         let literal = host
             .parse::<std::net::IpAddr>()
             .ok()
             .map(|ip| SocketAddr::new(ip, port));
-        let tls = match (https, tls) {
-            (false, _) => None,
-            (true, None) => return Err("https:// without a TLS config".into()),
-            (true, Some(config)) => {
-                let name = rustls::pki_types::ServerName::try_from(host.clone())
-                    .map_err(|e| format!("{host:?} is not a TLS server name: {e}"))?;
-                Some((tokio_rustls::TlsConnector::from(config), name))
-            }
-        };
-        Ok(Reads {
+        Some(Reads {
             host,
             port,
             literal,
-            tls,
             connect_timeout,
             idle: Mutex::new(Vec::new()),
         })
@@ -166,9 +149,10 @@ impl Reads {
     /// readable now and goes.
     fn take_idle(&self) -> Option<Conn> {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        while let Some(mut conn) = idle.pop() {
+        while let Some(conn) = idle.pop() {
             let mut probe = [0u8; 1];
-            if conn.read(&mut probe).now_or_never().is_none() {
+            if matches!(conn.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+            {
                 return Some(conn);
             }
         }
@@ -198,7 +182,7 @@ impl Reads {
                     stream
                         .set_nodelay(true)
                         .map_err(|e| transport(&e, "TCP_NODELAY"))?;
-                    return self.wrap(stream).await;
+                    return Ok(stream);
                 }
                 Ok(Err(e)) => last = transport(&e, &format!("connect {addr}")),
                 Err(_) => {
@@ -214,26 +198,12 @@ impl Reads {
         }
         Err(last)
     }
-
-    async fn wrap(&self, stream: TcpStream) -> Result<Conn, Failure> {
-        match &self.tls {
-            None => Ok(Box::new(stream)),
-            Some((connector, name)) => match connector.connect(name.clone(), stream).await {
-                Ok(tls) => Ok(Box::new(tls)),
-                Err(e) => Err(Failure::Transport(TransportKind::Tls, e.to_string())),
-            },
-        }
-    }
 }
 
 /// An IO error as a transport failure.
 fn transport(e: &io::Error, doing: &str) -> Failure {
     use io::ErrorKind as K;
-    let is_tls = e
-        .get_ref()
-        .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some());
     let kind = match e.kind() {
-        _ if is_tls => TransportKind::Tls,
         K::ConnectionRefused | K::ConnectionReset | K::ConnectionAborted => TransportKind::Refused,
         K::TimedOut => TransportKind::Deadline,
         _ => TransportKind::Io,
