@@ -9,7 +9,9 @@
 //! replay|rss` runs one part, `WXCARDD_BENCH_DIR` puts the temporary stores on a given disk.
 //! The `rss` part (wxcardd's VmRSS after an ordinary run of `WXCARDD_BENCH_ORDINARY` scans,
 //! default 2,000, then after 200 control connections at once and `WXCARDD_BENCH_RSS_SCANS`
-//! scans, default 20,000) is issue 12's RSS figure.
+//! scans, default 20,000) is issue 12's RSS figure; `WXCARDD_BENCH_STORE` adds lines to its
+//! `[store]` section (`cache_capacity_bytes = 2097152`) and `WXCARDD_BENCH_BIN` runs another
+//! `wxcardd` binary (a before/after pair without rebuilding the bench).
 //! Figures go to BENCHMARKS.md, "Daemon (end to end)".
 
 #[path = "../tests/support/mod.rs"]
@@ -91,7 +93,8 @@ impl Daemon {
             .open(dir.join("wxcardd.log"))
             .unwrap();
         let started = Instant::now();
-        let child = Command::new(DAEMON)
+        let bin = std::env::var("WXCARDD_BENCH_BIN").unwrap_or_else(|_| DAEMON.to_owned());
+        let child = Command::new(bin)
             .arg("--config")
             .arg(config)
             .env("NOTIFY_SOCKET", &notify_path)
@@ -510,6 +513,50 @@ fn rss_client(
     }
 }
 
+/// Where the anonymous RSS sits, from /proc/PID/smaps (readable by root or the same uid when
+/// the daemon is dumpable): the main heap (`[heap]`), the largest other anonymous mappings
+/// (malloc's arenas are 64 MiB reservations, thread stacks 2 MiB or less, sled's large
+/// allocations their own mmaps) and their count, KiB of RSS.
+fn anon_mappings(pid: u32) -> Option<String> {
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).ok()?;
+    let mut maps: Vec<(String, u64, u64)> = Vec::new();
+    let mut current: Option<(String, u64, bool)> = None;
+    for line in smaps.lines() {
+        let mut words = line.split_whitespace();
+        let first = words.next().unwrap_or("");
+        if first.contains('-') && !first.ends_with(':') {
+            let (from, to) = first.split_once('-')?;
+            let size =
+                (u64::from_str_radix(to, 16).ok()? - u64::from_str_radix(from, 16).ok()?) / 1024;
+            let name = words.nth(4).unwrap_or("").to_owned();
+            let anon = name.is_empty() || name == "[heap]" || name == "[stack]";
+            current = Some((name, size, anon));
+        } else if first == "Rss:" {
+            if let Some((name, size, true)) = current.take() {
+                let rss: u64 = words.next()?.parse().ok()?;
+                if rss > 0 {
+                    maps.push((name, size, rss));
+                }
+            }
+        }
+    }
+    maps.sort_by_key(|m| std::cmp::Reverse(m.2));
+    let total: u64 = maps.iter().map(|m| m.2).sum();
+    let top: Vec<String> = maps
+        .iter()
+        .take(6)
+        .map(|(name, size, rss)| {
+            let name = if name.is_empty() { "anon" } else { name };
+            format!("{name} {rss}/{size}")
+        })
+        .collect();
+    Some(format!(
+        "smaps: {} anonymous mappings, {total} KiB resident; largest (RSS/size KiB): {}",
+        maps.len(),
+        top.join(", ")
+    ))
+}
+
 /// wxcardd's RSS after an ordinary run (start, a scanner, one subscriber, `ordinary` scans:
 /// what `side-by-side.sh` does with N=2000 per path) and then after [`RSS_CONNECTIONS`]
 /// control connections opened at once and `scans` more scans through the pty while they stay
@@ -530,6 +577,12 @@ fn bench_rss(ordinary: usize, scans: usize) {
         link.display()
     );
     let (config, socket) = write_config(dir.path(), sim.api, "", &extra);
+    if let Ok(store) = std::env::var("WXCARDD_BENCH_STORE") {
+        let text = std::fs::read_to_string(&config).unwrap();
+        let text = text.replacen("[store]\n", &format!("[store]\n{store}\n"), 1);
+        std::fs::write(&config, text).unwrap();
+        println!("rss: [store] {store}");
+    }
     let daemon = Daemon::start(&config, &socket);
     let pid = daemon.pid();
     let mut control = daemon.client();
@@ -548,6 +601,9 @@ fn bench_rss(ordinary: usize, scans: usize) {
     // VmRSS, of which anonymous (heap, stacks) and file-backed (the binary's pages), VmHWM and
     // the thread count.
     let figures = || {
+        if let Some(maps) = anon_mappings(pid) {
+            println!("     {maps}");
+        }
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
         let field = |name: &str| -> u64 {
             let line = status.lines().find(|l| l.starts_with(name)).unwrap();

@@ -44,3 +44,103 @@ fn the_executor_is_one_thread_and_lookups_still_work() {
         "{names:?}"
     );
 }
+
+/// The daemon's blocking-pool threads (named by `wxcardd::daemon::runtime`; comm holds 15
+/// bytes of the name) and the context switches of each so far (to see the pool at rest).
+fn blocking_threads(pid: u32) -> std::collections::BTreeMap<u32, u64> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|t| {
+            let t = t.ok()?;
+            let name = std::fs::read_to_string(t.path().join("comm")).ok()?;
+            if name.trim() != &"wxcardd-blocking"[..15] {
+                return None;
+            }
+            let status = std::fs::read_to_string(t.path().join("status")).ok()?;
+            let switches = status
+                .lines()
+                .filter(|l| l.contains("ctxt_switches:"))
+                .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+                .sum();
+            Some((t.file_name().to_str()?.parse().ok()?, switches))
+        })
+        .collect()
+}
+
+/// Issue 12 (RSS after a burst): a connection from a listed peer (here the daemon's own uid)
+/// is let in without the blocking pool. The peer check used to be a `spawn_blocking` per
+/// connection, so a burst of connections started up to `max_blocking_threads` threads (14 in
+/// the rss bench), each with its stack and malloc arena use, and woke the idle ones.
+#[test]
+fn a_burst_of_control_connections_uses_no_blocking_thread() {
+    use std::io::{BufRead, BufReader};
+    use std::time::{Duration, Instant};
+
+    const BURST: usize = 120;
+    let sim = SimProcess::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    // Nothing else on the blocking pool meanwhile: no metrics file, no probe.
+    let socket = dir.path().join("control.sock");
+    let config = dir.path().join("wxcardd.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[api]\nbase_url = \"{}\"\n\n[service]\nprobe_interval_ms = 600000\n\n\
+             [store]\ndir = \"{}\"\n\n[metrics]\ntextfile = false\n\n\
+             [control]\nsocket = \"{}\"\nmax_connections = {BURST}\n",
+            sim.base_url(),
+            dir.path().join("store").display(),
+            socket.display()
+        ),
+    )
+    .unwrap();
+    let daemon = DaemonProcess::start(&config, &socket, &[]);
+    let pid = daemon.child.id();
+    // Start-up's store work (the first `status` tick at READY=1, the outbox and dead-letter
+    // checks) runs on the pool: wait until it is done. The next tick is 5 s after READY=1;
+    // the burst is over long before.
+    let mut before = blocking_threads(pid);
+    let deadline = Instant::now() + Duration::from_secs(4);
+    loop {
+        std::thread::sleep(Duration::from_millis(200));
+        let now = blocking_threads(pid);
+        if now == before || Instant::now() > deadline {
+            break;
+        }
+        before = now;
+    }
+
+    // All connected while the daemon is stopped (they wait in the listen backlog), so that
+    // its executor accepts and checks them back to back when it runs again, as in a real
+    // burst; then each one's VERSION line is read.
+    let signal = |sig| {
+        // SAFETY: kill(2) on the daemon this test started; no memory is touched.
+        assert_eq!(unsafe { libc::kill(pid as i32, sig) }, 0);
+    };
+    signal(libc::SIGSTOP);
+    let streams: Vec<_> = (0..BURST)
+        .map(|_| std::os::unix::net::UnixStream::connect(&socket).unwrap())
+        .collect();
+    signal(libc::SIGCONT);
+    for stream in &streams {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(stream).read_line(&mut line).unwrap();
+        assert!(line.contains("\"VERSION\""), "{line}");
+    }
+    // Idle blocking threads live on for 10 s (tokio's keep-alive): every thread the burst
+    // started is still there. (sled's own threads inherit the name of the pool thread that
+    // opened the store, and its IO threads come and go: one may show up meanwhile.)
+    let started: Vec<u32> = blocking_threads(pid)
+        .into_keys()
+        .filter(|tid| !before.contains_key(tid))
+        .collect();
+    drop(streams);
+    assert!(
+        started.len() <= 1,
+        "{BURST} connections started blocking threads {started:?} ({} before: {before:?})",
+        before.len()
+    );
+}

@@ -60,12 +60,22 @@ impl Access {
         }
     }
 
+    /// Whether the peer's uid or primary gid is on the lists: no lookup, so cheap enough to
+    /// ask on the executor. Root, the daemon's own uid and its group always are (`run`), so
+    /// a burst of connections from the POS app or `wxcardctl` needs no blocking thread.
+    pub fn allows_listed(&self, uid: u32, gid: u32) -> bool {
+        self.uids.contains(&uid) || self.gids.contains(&gid)
+    }
+
     /// Whether a peer with this uid and primary gid may connect: an allowed uid, an allowed
     /// primary gid, or (SO_PEERCRED carries only the primary group) membership of an allowed
     /// group in the group database, which is how `usermod -aG wxcard pos` grants access.
     pub fn allows(&self, uid: u32, gid: u32) -> bool {
-        if self.uids.contains(&uid) || self.gids.contains(&gid) {
+        if self.allows_listed(uid, gid) {
             return true;
+        }
+        if self.gids.is_empty() {
+            return false;
         }
         let Ok(Some(user)) = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)) else {
             return false;
@@ -104,6 +114,12 @@ impl Default for Limits {
 /// Connections kept for root and the daemon's own uid beyond `max_connections`, so that a
 /// technician (`sudo wxcardctl status`) always gets in.
 pub const RESERVED_CONNECTIONS: usize = 8;
+
+/// Each connection's read buffer. Requests are one short JSON line (a `lookup` is under 100
+/// bytes); a longer one, up to [`MAX_LINE_BYTES`], is read in several fills. 8 KiB (tokio's
+/// default) held by each of 200 open connections was 1.6 MB of RSS (BENCHMARKS.md, "Issue
+/// 12", "RSS after a burst").
+pub const READ_BUFFER_BYTES: usize = 1024;
 
 /// The longest one write to a client may block before the client is disconnected: a peer
 /// that stops reading never holds a task, a slot or a file descriptor for longer.
@@ -234,8 +250,21 @@ impl Quiet {
 struct Slots {
     limits: Limits,
     reserved_uids: [u32; 2],
-    held: Mutex<(usize, HashMap<Option<u32>, usize>)>,
+    held: Mutex<Held>,
 }
+
+/// Connections held: in all, the most at once since the last time there were none, and per uid.
+#[derive(Debug, Default)]
+struct Held {
+    total: usize,
+    peak: usize,
+    per_uid: HashMap<Option<u32>, usize>,
+}
+
+/// Connections at once after which the last one's close asks for a malloc trim
+/// ([`crate::memory::trim_soon`]): a burst's buffers and tasks are freed in many places of the
+/// heap, which glibc keeps unless trimmed.
+pub const BURST_CONNECTIONS: usize = 16;
 
 /// One connection's place in [`Slots`]; freed on drop.
 struct Slot {
@@ -254,13 +283,18 @@ impl Slots {
             (max, (max / 4).max(1))
         };
         let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
-        let (total, per_uid) = &mut *held;
+        let Held {
+            total,
+            peak,
+            per_uid,
+        } = &mut *held;
         let mine = per_uid.entry(uid).or_insert(0);
         if *total >= total_cap || *mine >= uid_cap {
             return None;
         }
         *mine += 1;
         *total += 1;
+        *peak = (*peak).max(*total);
         Some(Slot {
             slots: Arc::clone(self),
             uid,
@@ -271,13 +305,23 @@ impl Slots {
 impl Drop for Slot {
     fn drop(&mut self) {
         let mut held = self.slots.held.lock().unwrap_or_else(|e| e.into_inner());
-        let (total, per_uid) = &mut *held;
+        let Held {
+            total,
+            peak,
+            per_uid,
+        } = &mut *held;
         *total = total.saturating_sub(1);
         if let Some(mine) = per_uid.get_mut(&self.uid) {
             *mine = mine.saturating_sub(1);
             if *mine == 0 {
                 per_uid.remove(&self.uid);
             }
+        }
+        if *total == 0 {
+            if *peak >= BURST_CONNECTIONS {
+                crate::memory::trim_soon();
+            }
+            *peak = 0;
         }
     }
 }
@@ -300,7 +344,7 @@ pub async fn serve<H: Handler>(
     let slots = Arc::new(Slots {
         limits,
         reserved_uids: [0, nix::unistd::getuid().as_raw()],
-        held: Mutex::new((0, HashMap::new())),
+        held: Mutex::new(Held::default()),
     });
     let mut backoff = AcceptBackoff::default();
     loop {
@@ -410,9 +454,11 @@ impl<H: Handler> Connection<H> {
     pub async fn serve(mut self, stream: UnixStream) {
         let cred = stream.peer_cred();
         let allowed = match &cred {
+            Ok(c) if self.access.allows_listed(c.uid(), c.gid()) => true,
             Ok(c) => {
-                // The group database may be NSS-backed (files, but also LDAP): off the
-                // executor.
+                // Only a peer that is not on the lists needs the group database, which may be
+                // NSS-backed (files, but also LDAP): off the executor. One blocking thread per
+                // such connection at most; listed peers (every burst the bench makes) none.
                 let (access, uid, gid) = (Arc::clone(&self.access), c.uid(), c.gid());
                 tokio::task::spawn_blocking(move || access.allows(uid, gid))
                     .await
@@ -445,7 +491,7 @@ impl<H: Handler> Connection<H> {
         let (closing_tx, closing) = watch::channel::<Option<&'static str>>(None);
         let writer = tokio::spawn(write_loop(write, out_rx, closing.clone()));
 
-        let mut reader = BufReader::new(read);
+        let mut reader = BufReader::with_capacity(READ_BUFFER_BYTES, read);
         let mut closing_tx = Some(closing_tx);
         let mut subscription: Option<AbortOnDrop> = None;
         let mut cut = closing;
@@ -463,7 +509,9 @@ impl<H: Handler> Connection<H> {
                             Command::Subscribe => {
                                 self.subscribe(&mut subscription, &out, &mut closing_tx)
                             }
-                            command => self.handler.handle(command).await,
+                            // Boxed: the handler's future lives only while a command
+                            // runs, not inline in every idle connection's task.
+                            command => Box::pin(self.handler.handle(command)).await,
                         };
                         match answer {
                             Ok(result) => result_line(request.id, result),
@@ -488,6 +536,10 @@ impl<H: Handler> Connection<H> {
             };
             if !sent {
                 break;
+            }
+            // A long line's buffer is not kept for the connection's life.
+            if line.capacity() > READ_BUFFER_BYTES * 4 {
+                line = Vec::new();
             }
         }
         // The subscriber's task ends with the connection (it would otherwise wait for the
@@ -766,5 +818,56 @@ mod tests {
 
         let allowed = first_line(Access::new([me], [])).await;
         assert_eq!(allowed["class"], "VERSION", "{allowed}");
+    }
+
+    /// The read buffer is [`READ_BUFFER_BYTES`]; a request line many times longer (but under
+    /// [`MAX_LINE_BYTES`]) is still read whole and answered, one over the limit gets
+    /// `too_long`, and the connection goes on answering short lines after both.
+    #[tokio::test]
+    async fn lines_longer_than_the_read_buffer_are_read_whole() {
+        let (server_end, client_end) = UnixStream::pair().unwrap();
+        let (events, _) = broadcast::channel(4);
+        let (_stop, stop_rx) = watch::channel(false);
+        let me = nix::unistd::getuid().as_raw();
+        let conn = Connection::new(
+            Arc::new(Echo),
+            events,
+            Access::new([me], []),
+            Limits::default(),
+            stop_rx,
+        );
+        tokio::spawn(conn.serve(server_end));
+        let (read, mut write) = client_end.into_split();
+        let mut reader = BufReader::new(read);
+        async fn next(reader: &mut BufReader<tokio::net::unix::OwnedReadHalf>) -> Value {
+            let mut line = String::new();
+            reader.read_line(&mut line).await.unwrap();
+            serde_json::from_str(&line).unwrap()
+        }
+        assert_eq!(next(&mut reader).await["class"], "VERSION");
+
+        let long_id = "7".repeat(READ_BUFFER_BYTES * 40);
+        let request = format!("{{\"id\":\"{long_id}\",\"cmd\":\"status\"}}\n");
+        assert!(request.len() < MAX_LINE_BYTES);
+        write.write_all(request.as_bytes()).await.unwrap();
+        let answer = next(&mut reader).await;
+        assert_eq!(answer["class"], "RESULT", "{:.200}", answer.to_string());
+        assert_eq!(answer["id"], long_id.as_str());
+
+        let too_long = format!("{{\"id\":1,\"cmd\":\"{}\"}}\n", "x".repeat(MAX_LINE_BYTES));
+        write.write_all(too_long.as_bytes()).await.unwrap();
+        let answer = next(&mut reader).await;
+        assert_eq!(
+            answer["error"]["code"],
+            serde_json::json!(ErrorCode::TooLong)
+        );
+
+        write
+            .write_all(b"{\"id\":2,\"cmd\":\"status\"}\n")
+            .await
+            .unwrap();
+        let answer = next(&mut reader).await;
+        assert_eq!(answer["id"], 2, "{answer}");
+        assert_eq!(answer["result"]["cmd"], "status", "{answer}");
     }
 }
