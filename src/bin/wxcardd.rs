@@ -1,8 +1,9 @@
 //! `wxcardd`: the till daemon. Thin: parses the command line and hands over to the library.
 //!
-//! The command line is parsed by hand, not by clap: clap's parser and the code its derive
-//! generates were ~0.2 MB of the shipped binary (issue 12's 6 MB; BENCHMARKS.md, "5. Size"),
-//! for five options and three subcommands. The help texts and error messages follow clap's
+//! The command line is lexed by lexopt (`--name value`, `--name=value`, `-h`, non-UTF-8
+//! paths), not parsed by clap: clap's parser and the code its derive generates were ~0.28 MB of
+//! the shipped binary (issue 12's 6 MB; BENCHMARKS.md, "5. Size") for a handful of options and
+//! three subcommands. The help texts are written out here and the messages follow clap's
 //! (`wxcardctl` still uses clap).
 
 use std::ffi::OsString;
@@ -131,33 +132,8 @@ impl Stop {
     }
 }
 
-/// One argument split into `--name` and an inline `=value`, or a plain word.
-enum Arg {
-    Long(String, Option<OsString>),
-    Short(char),
-    Word(OsString),
-}
-
-fn classify(arg: OsString) -> Arg {
-    let Some(text) = arg.to_str() else {
-        return Arg::Word(arg);
-    };
-    if let Some(long) = text.strip_prefix("--").filter(|l| !l.is_empty()) {
-        return match long.split_once('=') {
-            Some((name, value)) => Arg::Long(name.to_owned(), Some(value.into())),
-            None => Arg::Long(long.to_owned(), None),
-        };
-    }
-    let mut chars = text.chars();
-    match (chars.next(), chars.next(), chars.next()) {
-        (Some('-'), Some(c), None) => Arg::Short(c),
-        _ => Arg::Word(arg),
-    }
-}
-
 /// Parses the arguments after the program's name.
 fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cli, Stop> {
-    let mut args = args.into_iter();
     let mut config: Option<PathBuf> = None;
     let mut demo = false;
     let mut command: Option<Command> = None;
@@ -167,7 +143,9 @@ fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cli, Stop> {
     let mut setup = SetupArgs::default();
     let mut seen: Vec<&'static str> = Vec::new();
 
-    while let Some(arg) = args.next() {
+    let mut parser =
+        lexopt::Parser::from_iter(std::iter::once(OsString::from("wxcardd")).chain(args));
+    loop {
         let usage = match &command {
             None => USAGE,
             Some(Command::Check) => CHECK_USAGE,
@@ -177,11 +155,16 @@ fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cli, Stop> {
         let unexpected = |arg: &dyn std::fmt::Display| {
             Stop::usage(usage, format!("unexpected argument '{arg}' found"))
         };
-        let (name, inline) = match classify(arg) {
-            Arg::Short('h') => return Err(Stop::Help(help_for(command.as_ref()))),
-            Arg::Short('V') if command.is_none() => return Err(Stop::Version),
-            Arg::Short(c) => return Err(unexpected(&format!("-{c}"))),
-            Arg::Word(word) => {
+        let arg = match parser.next() {
+            Ok(Some(arg)) => arg,
+            Ok(None) => break,
+            Err(e) => return Err(lex_error(e, usage)),
+        };
+        let name = match arg {
+            lexopt::Arg::Short('h') => return Err(Stop::Help(help_for(command.as_ref()))),
+            lexopt::Arg::Short('V') if command.is_none() => return Err(Stop::Version),
+            lexopt::Arg::Short(c) => return Err(unexpected(&format!("-{c}"))),
+            lexopt::Arg::Value(word) => {
                 if command.is_some() {
                     return Err(unexpected(&word.to_string_lossy()));
                 }
@@ -195,7 +178,10 @@ fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cli, Stop> {
                     }
                     Some("setup") => command = Some(Command::Setup(SetupArgs::default())),
                     Some("help") => {
-                        let of = args.next();
+                        let of = match parser.next() {
+                            Ok(Some(lexopt::Arg::Value(of))) => Some(of),
+                            _ => None,
+                        };
                         let text = match of.as_ref().and_then(|w| w.to_str()) {
                             None => main_help(),
                             Some("check") => check_help(),
@@ -220,7 +206,7 @@ fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cli, Stop> {
                 }
                 continue;
             }
-            Arg::Long(name, inline) => (name, inline),
+            lexopt::Arg::Long(name) => name.to_owned(),
         };
         // The option's spelling in messages, and whether it takes a value.
         let spec: Option<(&'static str, bool)> = match (name.as_str(), &command) {
@@ -258,24 +244,14 @@ fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cli, Stop> {
             }
             seen.push(spelling);
         }
+        // A flag given `=value` is refused by the next `parser.next()`.
         let value = if takes_value {
-            match inline.or_else(|| args.next()) {
-                Some(v) => v,
-                None => {
-                    return Err(Stop::usage(
-                        usage,
-                        format!("a value is required for '{spelling}' but none was supplied"),
-                    ));
-                }
-            }
-        } else if let Some(v) = inline {
-            return Err(Stop::usage(
-                usage,
-                format!(
-                    "unexpected value '{}' for '{spelling}' found; no more were expected",
-                    v.to_string_lossy()
-                ),
-            ));
+            parser.value().map_err(|_| {
+                Stop::usage(
+                    usage,
+                    format!("a value is required for '{spelling}' but none was supplied"),
+                )
+            })?
         } else {
             OsString::new()
         };
@@ -333,6 +309,21 @@ fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cli, Stop> {
         demo,
         command,
     })
+}
+
+/// A lexing error in clap's words.
+fn lex_error(e: lexopt::Error, usage: &'static str) -> Stop {
+    let message = match e {
+        lexopt::Error::UnexpectedValue { option, value } => format!(
+            "unexpected value '{}' for '{option}' found; no more were expected",
+            value.to_string_lossy()
+        ),
+        lexopt::Error::NonUnicodeValue(_) => {
+            "invalid UTF-8 was detected in one or more arguments".to_owned()
+        }
+        other => other.to_string(),
+    };
+    Stop::usage(usage, message)
 }
 
 fn help_for(command: Option<&Command>) -> String {
