@@ -442,3 +442,45 @@ async fn dead_letters_and_their_personal_data_expire_after_the_retention() {
     assert!(rig.service.outbox_list().await.unwrap().is_empty());
     assert_eq!(rig.service.status().await.unwrap().dead_letters, 0);
 }
+
+/// A card whose state flips at the backend while it is looked up again and again: each
+/// changed answer's cache write goes to a blocking thread, and those threads may run in any
+/// order. The cache must end with the last answer (lost), never an earlier one (the old
+/// balance). Before the writes were ordered, `a_lost_card_is_never_served_with_its_old_balance`
+/// failed about once in 40 runs; this makes the race many times a run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_for_one_card_are_cached_in_the_order_they_came() {
+    let rig = rig(100).await;
+    let mut card = rig.sim.card(ACTIVE).unwrap();
+    for round in 0..30 {
+        for state in [
+            CardState::Active,
+            CardState::Lost,
+            CardState::Active,
+            CardState::Lost,
+        ] {
+            card.state = state;
+            rig.sim.put_card(card.clone());
+            rig.service.lookup(ACTIVE, None).await.unwrap();
+        }
+        rig.service.sync().await.unwrap();
+        rig.sim.set_fault(FaultMode::Refuse).await.unwrap();
+        let offline = rig.service.lookup(ACTIVE, None).await.unwrap();
+        assert_eq!(offline.source, Source::Cache, "round {round}");
+        assert!(
+            matches!(
+                offline.answer,
+                LookupAnswer::CardState {
+                    status: Status::CardLost,
+                    ..
+                }
+            ),
+            "round {round}: {offline:?}"
+        );
+        rig.sim.clear_faults().await.unwrap();
+        // The breaker closes again on the probe's next success.
+        while !rig.service.is_online() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}

@@ -48,6 +48,8 @@ struct Inner {
     recent: Mutex<Recent>,
     /// Signalled whenever an entry leaves `recent`.
     recent_written: Condvar,
+    /// Held while `recent` is written to the cache (see [`Inner::write_recent`]).
+    cache_writer: Mutex<()>,
 }
 
 /// See [`Inner::recent`]: a handful of entries at most (one per lookup in flight).
@@ -104,6 +106,7 @@ impl CardService {
                 write_order: Mutex::new(()),
                 recent: Mutex::new(Recent::default()),
                 recent_written: Condvar::new(),
+                cache_writer: Mutex::new(()),
             }),
         }
     }
@@ -643,17 +646,15 @@ impl Inner {
                 Err(e) => log::debug!("card cache read before a write failed: {e}"),
             }
         }
-        let entry = self.remember(keys, now, answer);
+        self.remember(keys, now, answer);
         let inner = Arc::clone(self);
         // Detached: `sync` waits for `recent` to empty, and a panic here is sled's, logged.
-        drop(tokio::task::spawn_blocking(move || {
-            inner.write_recent(&entry)
-        }));
+        drop(tokio::task::spawn_blocking(move || inner.write_recent()));
     }
 
     /// Puts an answer in `recent`, readable at once, until [`Inner::write_recent`] has
     /// cached it.
-    fn remember(&self, keys: CardKeys, now: u64, answer: CachedAnswer) -> Arc<RecentAnswer> {
+    fn remember(&self, keys: CardKeys, now: u64, answer: CachedAnswer) {
         let mut recent = lock(&self.recent);
         recent.next += 1;
         let entry = Arc::new(RecentAnswer {
@@ -662,14 +663,24 @@ impl Inner {
             fetched_at_ms: now,
             answer,
         });
-        recent.entries.push(Arc::clone(&entry));
-        entry
+        recent.entries.push(entry);
     }
 
-    /// Writes a remembered answer to the cache, then forgets it.
-    fn write_recent(&self, entry: &RecentAnswer) {
-        self.cache_put(&entry.keys, entry.fetched_at_ms, &entry.answer);
-        lock(&self.recent).entries.retain(|e| e.seq != entry.seq);
+    /// Writes every remembered answer to the cache, oldest first, then forgets them. One
+    /// writer at a time, each taking all that waits: two answers for one card land in the
+    /// order they came, whichever blocking thread runs first (a card reported lost just after
+    /// its balance was seen is never left cached with that balance).
+    fn write_recent(&self) {
+        let _writer = lock(&self.cache_writer);
+        let pending: Vec<Arc<RecentAnswer>> = lock(&self.recent).entries.clone();
+        let Some(last) = pending.last().map(|e| e.seq) else {
+            return; // an earlier writer took this one
+        };
+        for entry in &pending {
+            self.cache_put(&entry.keys, entry.fetched_at_ms, &entry.answer);
+        }
+        // Entries are in `seq` order: those written are the ones up to `last`.
+        lock(&self.recent).entries.retain(|e| e.seq > last);
         self.recent_written.notify_all();
     }
 
