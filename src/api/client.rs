@@ -214,6 +214,21 @@ impl Client {
         deadline: Option<Duration>,
     ) -> Result<Option<T>, ApiError> {
         let started = Instant::now();
+        let answer = self.get_answer(endpoint, query, deadline, started).await?;
+        let result = classify::<T>(endpoint, answer.code, &answer.body);
+        log_answer(endpoint, answer.code, answer.body.len(), started, &result);
+        result
+    }
+
+    /// The HTTP answer to one GET, a redirect refused; not generic, so its future is
+    /// compiled once for both reads.
+    async fn get_answer(
+        &self,
+        endpoint: Endpoint,
+        query: &[(&str, &str)],
+        deadline: Option<Duration>,
+        started: Instant,
+    ) -> Result<reads::Answer, ApiError> {
         let _timer = crate::metrics::BackendTimer::start(endpoint);
         let deadline = deadline.unwrap_or(self.deadline).min(self.deadline);
         let query = form_urlencoded::Serializer::new(String::new())
@@ -233,7 +248,7 @@ impl Client {
             unreachable!("get_async is called only with the async reads on");
         };
         let answer =
-            match tokio::time::timeout(deadline, reads.get(build, self.max_body_bytes)).await {
+            match tokio::time::timeout(deadline, reads.get(&build, self.max_body_bytes)).await {
                 Ok(Ok(answer)) => answer,
                 Ok(Err(failure)) => return Err(read_failure(endpoint, failure, started)),
                 Err(_) => {
@@ -252,9 +267,7 @@ impl Client {
                 answer.location.as_deref().unwrap_or_default(),
             ));
         }
-        let result = classify::<T>(endpoint, answer.code, &answer.body);
-        log_answer(endpoint, answer.code, answer.body.len(), started, &result);
-        result
+        Ok(answer)
     }
 
     /// The base URL requests go to.

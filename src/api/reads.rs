@@ -123,7 +123,7 @@ impl Reads {
     /// bounds it (a dropped future drops its connection, never returned to the pool).
     pub(super) async fn get(
         &self,
-        build: impl Fn() -> http::Request<()>,
+        build: &(dyn Fn() -> http::Request<()> + Sync),
         limit: u64,
     ) -> Result<Answer, Failure> {
         loop {
