@@ -617,10 +617,8 @@ async fn write_loop(
             };
             continue;
         };
-        // Lines made in this executor turn go out in one write (a scan's `card` event right
-        // behind its `scan` event when the cache answers): the tasks already woken run
-        // first, then the queue is drained. The peer wakes once, not once per line.
-        tokio::task::yield_now().await;
+        // Lines already queued go out in the same write (no yield to wait for more: measured
+        // slower on an idle till, BENCHMARKS.md "Issue 12" part 7).
         let mut bytes = bytes;
         while bytes.len() < COALESCE_BYTES {
             match lines.try_recv() {
