@@ -4,7 +4,9 @@
 //! client's own tests (api_client, api_transport, api_redirect, api_tls) hold the same
 //! rules for ureq; these hold them for the second path.
 
-use std::io::{Read, Write};
+mod support;
+
+use std::io::Write;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -58,7 +60,7 @@ impl Scripted {
                 let r = Arc::clone(&r);
                 std::thread::spawn(move || {
                     for reply in script {
-                        let Some(request) = read_head(&mut tcp) else {
+                        let Some(request) = support::read_http_head(&mut tcp) else {
                             return;
                         };
                         r.lock().unwrap().push(request);
@@ -105,19 +107,6 @@ fn client_for(base_url: &str, deadline_ms: u64, headers: Option<&std::path::Path
         ..ApiConfig::default()
     })
     .unwrap()
-}
-
-/// Reads a request head (GETs have no body); None at end of stream.
-fn read_head(stream: &mut impl Read) -> Option<String> {
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        match stream.read(&mut byte) {
-            Ok(1) => head.push(byte[0]),
-            _ => return None,
-        }
-    }
-    Some(String::from_utf8_lossy(&head).into_owned())
 }
 
 async fn lookup(client: &Client) -> Result<wxcardd::api::MemberCard, ApiError> {

@@ -5,7 +5,7 @@
 
 mod support;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::{Arc, Mutex};
 
@@ -13,18 +13,6 @@ use support::{DaemonProcess, daemon_config};
 use wxcardd::control::protocol::{Command, LookupParams};
 
 const CARD: &str = r#"{"status":200,"message":"","data":{"cardCode":"VIA-PROXY","balance":7.00,"discount":1,"canMemberPrice":false}}"#;
-
-fn read_head(stream: &mut impl Read) -> Option<String> {
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        match stream.read(&mut byte) {
-            Ok(1) => head.push(byte[0]),
-            _ => return None,
-        }
-    }
-    Some(String::from_utf8_lossy(&head).into_owned())
-}
 
 /// A forward proxy that is also the backend: it tunnels a CONNECT (or takes an absolute-form
 /// request) and answers every request with [`CARD`]. Keeps the request lines it saw.
@@ -38,7 +26,7 @@ fn proxy() -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
             let Ok(mut tcp) = tcp else { return };
             let log = Arc::clone(&log);
             std::thread::spawn(move || {
-                while let Some(head) = read_head(&mut tcp) {
+                while let Some(head) = support::read_http_head(&mut tcp) {
                     let first = head.lines().next().unwrap_or_default().to_owned();
                     log.lock().unwrap().push(first.clone());
                     let answer = if first.starts_with("CONNECT ") {

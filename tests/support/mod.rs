@@ -246,6 +246,20 @@ pub fn daemon_config(
     (path, socket)
 }
 
+/// Reads one HTTP request head (up to the blank line; GETs have no body) from a scripted
+/// backend's socket; None at end of stream.
+pub fn read_http_head(stream: &mut impl std::io::Read) -> Option<String> {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match stream.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            _ => return None,
+        }
+    }
+    Some(String::from_utf8_lossy(&head).into_owned())
+}
+
 /// The scanner tests' pty fixtures, shared rather than copied.
 #[path = "../../hal/tests/common/mod.rs"]
 pub mod hal_common;
