@@ -336,3 +336,20 @@ async fn an_empty_pay_code_is_refused_and_a_good_one_comes_back() {
         requests[1]
     );
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_connection_idle_longer_than_a_router_may_keep_it_is_not_reused() {
+    // The server keeps the connection open, but a shop's router or NAT may have forgotten it
+    // without a word: after 15 s idle (ureq's limit too) a lookup opens a new one rather than
+    // wait for the deadline on a dead one.
+    let backend = Scripted::start(vec![vec![ok(CARD); 3]]);
+    let client = backend.client(3_000);
+    lookup(&client).await.unwrap();
+    lookup(&client).await.unwrap();
+    assert_eq!(backend.accepted(), 1, "reused while fresh");
+    tokio::time::pause();
+    tokio::time::advance(Duration::from_secs(16)).await;
+    tokio::time::resume();
+    lookup(&client).await.unwrap();
+    assert_eq!(backend.accepted(), 2, "a new connection after 16 s idle");
+}

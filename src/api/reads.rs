@@ -19,7 +19,9 @@
 //! body read up to the limit and refused past it, redirects never followed (the caller gets
 //! the status and `Location`), the token headers only ever sent to the base URL's host.
 //!
-//! Connections: up to [`MAX_IDLE`] are kept alive. An idle one is checked for a close by the
+//! Connections: up to [`MAX_IDLE`] are kept alive, for at most [`MAX_IDLE_AGE`] idle (as
+//! ureq's pool: a shop's router or NAT may forget a quiet connection without a word, and a
+//! request into it would wait for the deadline). An idle one is checked for a close by the
 //! server before reuse, and a request on a reused connection that gets no byte of answer
 //! (the server closed it just then) is sent once more on a new connection: these are GETs,
 //! safe to repeat. A host name is resolved (tokio's resolver, on a blocking thread) only when
@@ -42,6 +44,9 @@ use super::error::{ServerFault, TransportKind};
 /// scanners) each find one.
 pub(super) const MAX_IDLE: usize = 2;
 
+/// An idle connection older than this is closed rather than reused (ureq's default too).
+pub(super) const MAX_IDLE_AGE: Duration = Duration::from_secs(15);
+
 /// A response head larger than this is not a wxcard answer.
 const MAX_HEAD_BYTES: usize = 64 * 1024;
 
@@ -61,7 +66,8 @@ pub(super) struct Reads {
     /// The address itself when the host is an IP address (no lookup).
     literal: Option<SocketAddr>,
     connect_timeout: Duration,
-    idle: Mutex<Vec<Conn>>,
+    /// Idle connections and since when they are idle (tokio's clock, so tests can move it).
+    idle: Mutex<Vec<(Conn, tokio::time::Instant)>>,
 }
 
 impl std::fmt::Debug for Reads {
@@ -145,11 +151,14 @@ impl Reads {
         }
     }
 
-    /// An idle connection still open. One the server closed (or wrote to) while idle is
-    /// readable now and goes.
+    /// An idle connection still open and idle for at most [`MAX_IDLE_AGE`]. One the server
+    /// closed (or wrote to) while idle is readable now and goes.
     fn take_idle(&self) -> Option<Conn> {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        while let Some(conn) = idle.pop() {
+        while let Some((conn, since)) = idle.pop() {
+            if since.elapsed() > MAX_IDLE_AGE {
+                continue;
+            }
             let mut probe = [0u8; 1];
             if matches!(conn.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
             {
@@ -162,7 +171,7 @@ impl Reads {
     fn put_idle(&self, conn: Conn) {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         if idle.len() < MAX_IDLE {
-            idle.push(conn);
+            idle.push((conn, tokio::time::Instant::now()));
         }
     }
 
