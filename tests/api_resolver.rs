@@ -58,6 +58,26 @@ fn forbid_new_threads() {
     }
 }
 
+/// Runs `f` on a new thread under [`forbid_new_threads`]; a panic there (a thread was needed)
+/// fails the test with its message.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+fn on_a_thread_that_cannot_start_threads(f: impl FnOnce() + Send + 'static) {
+    let filtered = std::thread::spawn(move || {
+        forbid_new_threads();
+        // The filter works: this thread cannot start one.
+        assert!(std::thread::Builder::new().spawn(|| ()).is_err());
+        f();
+    });
+    if let Err(panic) = filtered.join() {
+        let text = panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_default();
+        panic!("a lookup needed a thread: {text}");
+    }
+}
+
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 #[test]
 fn lookups_against_an_ip_address_start_no_thread() {
@@ -70,10 +90,7 @@ fn lookups_against_an_ip_address_start_no_thread() {
         ..ApiConfig::default()
     })
     .unwrap();
-    let filtered = std::thread::spawn(move || {
-        forbid_new_threads();
-        // The filter works: this thread cannot start one.
-        assert!(std::thread::Builder::new().spawn(|| ()).is_err());
+    on_a_thread_that_cannot_start_threads(move || {
         // A new connection, then a pooled one: both resolve without a thread.
         for _ in 0..2 {
             let card = client
@@ -82,14 +99,6 @@ fn lookups_against_an_ip_address_start_no_thread() {
             assert!(!card.card_code.is_empty());
         }
     });
-    if let Err(panic) = filtered.join() {
-        let text = panic
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-            .unwrap_or_default();
-        panic!("a lookup needed a thread: {text}");
-    }
 }
 
 /// Issue 12: the cashier's lookup runs on the daemon's executor. A lookup whose answer is
@@ -130,9 +139,7 @@ fn a_lookup_of_a_card_already_cached_and_a_pay_code_start_no_thread() {
     assert_eq!(first.source, Source::Api);
     runtime().block_on(service.sync()).unwrap();
 
-    let filtered = std::thread::spawn(move || {
-        forbid_new_threads();
-        assert!(std::thread::Builder::new().spawn(|| ()).is_err());
+    on_a_thread_that_cannot_start_threads(move || {
         runtime().block_on(async {
             for _ in 0..3 {
                 let again = service.lookup(ACTIVE, None).await.expect("the card");
@@ -143,12 +150,4 @@ fn a_lookup_of_a_card_already_cached_and_a_pay_code_start_no_thread() {
             assert!(!code.0.is_empty());
         });
     });
-    if let Err(panic) = filtered.join() {
-        let text = panic
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-            .unwrap_or_default();
-        panic!("a lookup needed a thread: {text}");
-    }
 }
