@@ -5,6 +5,8 @@
 //!
 //! Every test has a second server, the redirect's target, that must receive nothing.
 
+mod support;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::Command;
@@ -72,24 +74,18 @@ impl Elsewhere {
 
 /// Reads one request (head and Content-Length body) from `stream`.
 fn read_request(stream: &mut impl Read) -> Option<Vec<u8>> {
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        match stream.read(&mut byte) {
-            Ok(1) => head.push(byte[0]),
-            _ => return None,
-        }
-    }
-    let text = String::from_utf8_lossy(&head).to_ascii_lowercase();
-    let len = text
+    let head = support::read_http_head(stream)?;
+    let len = head
+        .to_ascii_lowercase()
         .lines()
         .find_map(|l| l.strip_prefix("content-length:"))
         .and_then(|v| v.trim().parse::<usize>().ok())
         .unwrap_or(0);
     let mut body = vec![0u8; len];
     stream.read_exact(&mut body).ok()?;
-    head.extend(body);
-    Some(head)
+    let mut request = head.into_bytes();
+    request.extend(body);
+    Some(request)
 }
 
 fn redirect_answer(code: u16, location: &str) -> String {

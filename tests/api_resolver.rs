@@ -58,6 +58,19 @@ fn forbid_new_threads() {
     }
 }
 
+/// The simulator (its threads started here, before any filter) and a client for it.
+fn simulator_and_client() -> (wxcard_sim::BlockingSim, Client) {
+    let sim = Simulator::spawn_in_thread(SimConfig::default()).unwrap();
+    let client = Client::new(&ApiConfig {
+        base_url: sim.base_url(),
+        connect_timeout_ms: 2_000,
+        deadline_ms: 5_000,
+        ..ApiConfig::default()
+    })
+    .unwrap();
+    (sim, client)
+}
+
 /// Runs `f` on a new thread under [`forbid_new_threads`]; a panic there (a thread was needed)
 /// fails the test with its message.
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
@@ -82,14 +95,7 @@ fn on_a_thread_that_cannot_start_threads(f: impl FnOnce() + Send + 'static) {
 #[test]
 fn lookups_against_an_ip_address_start_no_thread() {
     // The simulator's threads start before the filter, on other threads.
-    let sim = Simulator::spawn_in_thread(SimConfig::default()).unwrap();
-    let client = Client::new(&ApiConfig {
-        base_url: sim.base_url(),
-        connect_timeout_ms: 2_000,
-        deadline_ms: 5_000,
-        ..ApiConfig::default()
-    })
-    .unwrap();
+    let (_sim, client) = simulator_and_client();
     on_a_thread_that_cannot_start_threads(move || {
         // A new connection, then a pooled one: both resolve without a thread.
         for _ in 0..2 {
@@ -112,14 +118,7 @@ fn a_lookup_of_a_card_already_cached_and_a_pay_code_start_no_thread() {
     use wxcardd::service::{CardService, LookupAnswer, ManualClock, ServiceConfig, Source};
     use wxcardd::store::{Store, StoreConfig};
 
-    let sim = Simulator::spawn_in_thread(SimConfig::default()).unwrap();
-    let client = Client::new(&ApiConfig {
-        base_url: sim.base_url(),
-        connect_timeout_ms: 2_000,
-        deadline_ms: 5_000,
-        ..ApiConfig::default()
-    })
-    .unwrap();
+    let (_sim, client) = simulator_and_client();
     let dir = tempfile::tempdir().unwrap();
     let (store, _) = Store::open(dir.path().join("store"), &StoreConfig::default()).unwrap();
     let service = CardService::new(

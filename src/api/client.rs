@@ -178,7 +178,7 @@ impl Client {
         if self.reads.is_none() {
             let (client, card_id, wx_code) =
                 (self.clone(), card_id.map(str::to_owned), wx_code.to_owned());
-            return on_blocking_pool(move || {
+            return on_blocking_pool(Endpoint::GetMemberCard, move || {
                 client.get_member_card(card_id.as_deref(), &wx_code, deadline)
             })
             .await;
@@ -197,7 +197,10 @@ impl Client {
     ) -> Result<PayCode, ApiError> {
         if self.reads.is_none() {
             let (client, wx_code) = (self.clone(), wx_code.to_owned());
-            return on_blocking_pool(move || client.get_pay_code(&wx_code, deadline)).await;
+            return on_blocking_pool(Endpoint::GetPayCode, move || {
+                client.get_pay_code(&wx_code, deadline)
+            })
+            .await;
         }
         let code: PayCode = self
             .get_async(Endpoint::GetPayCode, &[("wxCode", wx_code)], deadline)
@@ -410,13 +413,14 @@ impl Client {
 
 /// A blocking call on tokio's blocking pool (the reads when a proxy is in use).
 async fn on_blocking_pool<T: Send + 'static>(
+    endpoint: Endpoint,
     call: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
     match tokio::task::spawn_blocking(call).await {
         Ok(result) => result,
         Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
         Err(e) => Err(ApiError::Request {
-            endpoint: Endpoint::GetMemberCard,
+            endpoint,
             detail: format!("the runtime is shutting down: {e}"),
         }),
     }

@@ -617,8 +617,9 @@ async fn write_loop(
             };
             continue;
         };
-        // Lines already queued go out in the same write (no yield to wait for more: measured
-        // slower on an idle till, BENCHMARKS.md "Issue 12" part 7).
+        // Lines already queued go out in the same write (no yield to wait for more: not
+        // measurably faster on an idle till and one more syscall, BENCHMARKS.md "Issue 12"
+        // part 7).
         let mut bytes = bytes;
         while bytes.len() < COALESCE_BYTES {
             match lines.try_recv() {

@@ -189,7 +189,11 @@ fn decode_entry(bytes: &[u8]) -> Result<Entry<'_>, DecodeError> {
     })
 }
 
-fn decode_card<T: DeserializeOwned>(pk: &[u8], bytes: &[u8]) -> Result<CachedCard<T>, StoreError> {
+/// The cached card in an entry record, and the entry's access sequence.
+fn decode_card<T: DeserializeOwned>(
+    pk: &[u8],
+    bytes: &[u8],
+) -> Result<(CachedCard<T>, u64), StoreError> {
     let err = |e: DecodeError| e.into_store("card entry", key_id(pk));
     let e = decode_entry(bytes).map_err(err)?;
     let value = codec::decode_payload(e.payload).map_err(err)?;
@@ -197,11 +201,12 @@ fn decode_card<T: DeserializeOwned>(pk: &[u8], bytes: &[u8]) -> Result<CachedCar
         wx_code: (!e.wx.is_empty()).then(|| e.wx.to_string()),
         card_code: (!e.card.is_empty()).then(|| e.card.to_string()),
     };
-    Ok(CachedCard {
+    let card = CachedCard {
         keys,
         fetched_at_ms: e.fetched_at_ms,
         value,
-    })
+    };
+    Ok((card, e.seq))
 }
 
 /// The id reported for a card entry in a decode error: 0, since card entries have no
@@ -249,12 +254,12 @@ impl Store {
         fetched_at_ms: u64,
         value: &T,
     ) -> Result<(), StoreError> {
-        if self.refresh_card(keys, fetched_at_ms, value)? {
-            return Ok(());
-        }
         let (wx, card) = keys.sled_keys()?;
         let payload = codec::encode_payload(value)?;
         let pk = wx.clone().or_else(|| card.clone()).expect("one key is set");
+        if self.refresh_encoded(keys, &pk, fetched_at_ms, &payload)? {
+            return Ok(());
+        }
         let _guard = self.cache_lock.lock().unwrap_or_else(|p| p.into_inner());
         let seq = self.access_seq.fetch_add(1, Ordering::Relaxed);
         let record = encode_entry(keys, fetched_at_ms, seq, &payload);
@@ -303,7 +308,19 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let (wx, card) = keys.sled_keys()?;
         let pk = wx.or(card).expect("one key is set");
-        let Some(bytes) = self.cards.get(&pk)? else {
+        self.refresh_encoded(keys, &pk, fetched_at_ms, &codec::encode_payload(value)?)
+    }
+
+    /// [`Store::refresh_card`] with the primary key and the payload already made (a put
+    /// needs both either way).
+    fn refresh_encoded(
+        &self,
+        keys: &CardKeys,
+        pk: &[u8],
+        fetched_at_ms: u64,
+        payload: &[u8],
+    ) -> Result<bool, StoreError> {
+        let Some(bytes) = self.cards.get(pk)? else {
             return Ok(false);
         };
         let Ok(entry) = decode_entry(&bytes) else {
@@ -311,10 +328,10 @@ impl Store {
         };
         let same_keys = entry.wx == keys.wx_code.as_deref().unwrap_or("")
             && entry.card == keys.card_code.as_deref().unwrap_or("");
-        if !same_keys || entry.payload != codec::encode_payload(value)?.as_slice() {
+        if !same_keys || entry.payload != payload {
             return Ok(false);
         }
-        self.touch(pk, entry.seq, Some(fetched_at_ms))?;
+        self.touch(pk.to_vec(), entry.seq, Some(fetched_at_ms))?;
         Ok(true)
     }
 
@@ -417,8 +434,7 @@ impl Store {
             }
             None => return Ok(None),
         };
-        let mut card = decode_card(&pk, &bytes)?;
-        let entry_seq = decode_entry(&bytes).map_or(0, |e| e.seq);
+        let (mut card, entry_seq) = decode_card(&pk, &bytes)?;
         // The read counts as use, in memory only (see the module docs).
         if let Some(refreshed) = self.touch(pk, entry_seq, None)? {
             card.fetched_at_ms = card.fetched_at_ms.max(refreshed);
