@@ -283,12 +283,13 @@ pub type Event = std::sync::Arc<Value>;
 
 /// An `EVENT` line.
 pub fn event_line(event: &str, body: Value) -> Value {
-    let mut object = Map::new();
+    // The body's own map gets the two fields: no copy of every field into a new one.
+    let mut object = match body {
+        Value::Object(fields) => fields,
+        _ => Map::new(),
+    };
     object.insert("class".into(), "EVENT".into());
     object.insert("event".into(), event.into());
-    if let Value::Object(fields) = body {
-        object.extend(fields);
-    }
     Value::Object(object)
 }
 

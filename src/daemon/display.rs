@@ -27,7 +27,7 @@ use wxcard_hal::display::{
 
 use super::paycode::{self, FirstCode, PayCodeConfig};
 use crate::api::ApiError;
-use crate::control::protocol::{Event, event_line};
+use crate::control::protocol::Event;
 use crate::service::{CardService, Lookup, LookupAnswer};
 
 /// The first wait before reopening a display that would not open; doubled up to
@@ -180,10 +180,11 @@ fn set_state(
         ("failing", Some(reason)) => log::warn!("customer display {name}: {reason}"),
         (state, _) => log::info!("customer display {name}: {state}"),
     }
-    let _ = events.send(Event::new(event_line(
+    super::engine::publish(
+        events,
         "display",
         json!({"backend": name, "state": new.state, "reason": new.reason}),
-    )));
+    );
 }
 
 /// Opens one backend, retrying with backoff, then keeps it on the current screen until its

@@ -98,7 +98,7 @@ impl Engine {
 
     /// Publishes an event line to subscribers (dropped when nobody listens).
     pub fn publish(&self, event: &str, body: Value) {
-        let _ = self.events.send(Event::new(event_line(event, body)));
+        publish(&self.events, event, body);
     }
 
     /// Waits until no request is being carried out.
@@ -177,7 +177,17 @@ impl Engine {
 
     /// Looks a scanned code up (for a WeChat member code or a known card number) and, once
     /// every earlier scan's outcome is out, shows it and publishes the `card` event.
-    pub async fn finish_scan(&self, mut ticket: ScanTicket) -> Answer {
+    pub async fn finish_scan(&self, ticket: ScanTicket) -> Answer {
+        self.finish(ticket, true).await
+    }
+
+    /// [`Engine::finish_scan`] for a scanner's scan, whose answer nobody reads: the `card`
+    /// event is published without a copy of it kept for an answer.
+    pub async fn finish_scanned(&self, ticket: ScanTicket) {
+        let _ = self.finish(ticket, false).await;
+    }
+
+    async fn finish(&self, mut ticket: ScanTicket, answer_wanted: bool) -> Answer {
         let scan_id = ticket.id;
         let code = ticket.code.clone();
         let kind_name = kind_name(ticket.kind);
@@ -211,7 +221,13 @@ impl Engine {
                 let shown = self.screen.show_lookup(scan_id, &lookup).is_ok();
                 let mut card = to_value(&lookup);
                 card["scan_id"] = json!(scan_id);
-                self.publish("card", card.clone());
+                let card = if answer_wanted {
+                    self.publish("card", card.clone());
+                    card
+                } else {
+                    self.publish("card", card);
+                    Value::Null
+                };
                 if shown
                     && self.pay_code_after_scan
                     && ticket.kind == CodeKind::WechatMemberCode
@@ -286,6 +302,16 @@ impl Engine {
             "runtime": super::runtime_report(),
         })
     }
+}
+
+/// Counts an event for the metrics and sends it to subscribers (dropped when nobody listens).
+/// Counted here, where it is made, rather than by a subscriber task: no count is lost to a
+/// lagging receiver, and no task wakes twice per scan to count (BENCHMARKS.md, "Issue 12",
+/// part 8).
+pub(super) fn publish(events: &broadcast::Sender<Event>, event: &str, body: Value) {
+    let line = event_line(event, body);
+    crate::metrics::global().on_event(&line);
+    let _ = events.send(Event::new(line));
 }
 
 fn kind_name(kind: CodeKind) -> &'static str {

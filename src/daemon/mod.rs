@@ -220,7 +220,7 @@ pub async fn run(mut config: Config, options: RunOptions) -> anyhow::Result<()> 
         tokio::spawn(async move { service.run_background(stop).await })
     };
     tokio::spawn(Arc::clone(&engine).forward_service_events());
-    let metrics_task = start_metrics(&config, &service, &events, &stop_rx).await?;
+    let metrics_task = start_metrics(&config, &service, &stop_rx).await?;
     // Scanners start after the socket but never hold up readiness: an absent scanner is
     // reported and waited for by its own task.
     let mut scanners = scanners::Scanners::start(&config.scanners, Arc::clone(&engine));
@@ -355,12 +355,11 @@ pub async fn run(mut config: Config, options: RunOptions) -> anyhow::Result<()> 
     Ok(())
 }
 
-/// Starts counting events for the metrics, the textfile writer and the `/metrics` listener
-/// (docs/metrics.md). Before the event forwarding has anything to forward: no count is lost.
+/// Sets up the metrics' labels and starts the textfile writer and the `/metrics` listener
+/// (docs/metrics.md). Events are counted where they are published (`engine::publish`).
 async fn start_metrics(
     config: &Config,
     service: &CardService,
-    events: &broadcast::Sender<crate::control::protocol::Event>,
     stop: &watch::Receiver<bool>,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let metrics = crate::metrics::global();
@@ -386,7 +385,6 @@ async fn start_metrics(
     Ok(tokio::spawn(crate::metrics::run(
         config.metrics.clone(),
         service.clone(),
-        events.subscribe(),
         stop.clone(),
     )))
 }

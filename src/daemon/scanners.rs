@@ -108,11 +108,26 @@ async fn consume(mut rx: mpsc::Receiver<ScannerMessage>, engine: Arc<Engine>) {
                 let ticket =
                     engine.begin_scan(scan.scanner.as_str(), scan.code.as_str(), scan.symbology);
                 let engine = Arc::clone(&engine);
-                tokio::spawn(async move {
-                    let _ = engine.finish_scan(ticket).await;
+                let outcome = Box::pin(async move {
+                    engine.finish_scanned(ticket).await;
                 });
+                finish_now_or_spawn(outcome);
             }
         }
+    }
+}
+
+/// Runs a scan's outcome as far as it goes without waiting, and spawns the rest. A card
+/// answered from memory (offline, from the cache) is then published before this task yields,
+/// so a subscriber's writer finds the `scan` and `card` lines together and sends them in one
+/// write: one wake-up of the POS app instead of two, and no task spawned (BENCHMARKS.md,
+/// "Issue 12", part 8). A lookup that waits (the network) is spawned as before and never holds
+/// up the next scan. The first poll's waker is a no-op: the spawned task polls the future
+/// again at once, which registers its own waker with whatever the future waits on.
+fn finish_now_or_spawn(mut outcome: std::pin::Pin<Box<dyn Future<Output = ()> + Send>>) {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    if outcome.as_mut().poll(&mut cx).is_pending() {
+        tokio::spawn(outcome);
     }
 }
 

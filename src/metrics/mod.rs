@@ -3,7 +3,8 @@
 //!
 //! Counters are kept in one process-wide [`Metrics`] ([`global`]). Most are fed from the
 //! daemon's own event lines ([`Metrics::on_event`]: scans, rejected frames, lookups, scanner
-//! and display states), so counting needs no hook of its own where the events happen;
+//! and display states), counted by the one function that publishes them, so counting needs no
+//! hook of its own where the events happen and no count is lost to a lagging subscriber;
 //! backend request durations come from the API client, and the outbox's deliveries, dead
 //! letters and expiries from the service directly (they also happen at start, before
 //! anything subscribes to events). Gauges of the service's state (backend, outbox, cache) are
@@ -552,13 +553,13 @@ pub async fn render_now(service: &crate::service::CardService) -> Option<String>
     }))
 }
 
-/// Counts the daemon's events and, when `[metrics] textfile` is on, rewrites the textfile
-/// every `interval_s` until `stop` turns true. A missing directory (node_exporter not
-/// installed) is one warning, then skipped quietly until it appears.
+/// When `[metrics] textfile` is on, rewrites the textfile every `interval_s` until `stop`
+/// turns true. A missing directory (node_exporter not installed) is one warning, then skipped
+/// quietly until it appears. Events are counted where they are published
+/// ([`Metrics::on_event`]).
 pub async fn run(
     config: MetricsConfig,
     service: crate::service::CardService,
-    mut events: tokio::sync::broadcast::Receiver<crate::control::protocol::Event>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut tick = tokio::time::interval(Duration::from_secs(config.interval_s.max(1)));
@@ -567,13 +568,6 @@ pub async fn run(
     loop {
         tokio::select! {
             _ = async { let _ = stop.wait_for(|s| *s).await; } => return,
-            event = events.recv() => match event {
-                Ok(event) => global().on_event(&event),
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                    log::warn!("metrics: {n} events were not counted");
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
-            },
             _ = tick.tick(), if config.textfile => {
                 let Some(text) = render_now(&service).await else { continue };
                 let path = config.textfile_path.clone();
