@@ -277,20 +277,41 @@ pub fn result_line(id: Value, result: Value) -> Value {
     json!({"class": "RESULT", "id": id, "result": result})
 }
 
-/// An event as the daemon's broadcast carries it: built once, shared by every subscriber
-/// (socket clients, the kiosk page, metrics) without a copy each.
-pub type Event = std::sync::Arc<Value>;
+/// An event as the daemon's broadcast carries it: serialized once where it is published and
+/// shared by every subscriber (socket clients, the kiosk page) without a copy each.
+pub type Event = std::sync::Arc<EventLine>;
 
-/// An `EVENT` line.
-pub fn event_line(event: &str, body: Value) -> Value {
-    // The body's own map gets the two fields: no copy of every field into a new one.
-    let mut object = match body {
-        Value::Object(fields) => fields,
-        _ => Map::new(),
-    };
-    object.insert("class".into(), "EVENT".into());
-    object.insert("event".into(), event.into());
-    Value::Object(object)
+/// One `EVENT` line, `{"class":"EVENT","event":...,<the body's fields>}`, as JSON text (no
+/// newline). Built straight from the body's type: a card event is written from the lookup
+/// itself, without a `Value` tree built, walked and freed on the way (BENCHMARKS.md, "Issue
+/// 12", part 8).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventLine(Box<str>);
+
+impl EventLine {
+    /// The line for `event` with the fields of `body`, which serializes as a map (a struct
+    /// or a JSON object); anything else gives the line without a body.
+    pub fn new<T: Serialize + ?Sized>(event: &str, body: &T) -> Self {
+        #[derive(Serialize)]
+        struct Line<'a, T: ?Sized> {
+            class: &'static str,
+            event: &'a str,
+            #[serde(flatten)]
+            body: &'a T,
+        }
+        let line = serde_json::to_string(&Line {
+            class: "EVENT",
+            event,
+            body,
+        })
+        .unwrap_or_else(|_| json!({"class": "EVENT", "event": event}).to_string());
+        EventLine(line.into_boxed_str())
+    }
+
+    /// The JSON text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
 }
 
 /// Parses one request line (without its newline).

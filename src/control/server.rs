@@ -32,7 +32,8 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{broadcast, mpsc, watch};
 
 use super::protocol::{
-    self, Command, ErrorCode, Event, MAX_LINE_BYTES, ProtocolError, error_line, result_line,
+    self, Command, ErrorCode, Event, EventLine, MAX_LINE_BYTES, ProtocolError, error_line,
+    result_line,
 };
 
 /// What a command's handler answers: a result object, or an error code and message.
@@ -579,7 +580,7 @@ impl<H: Handler> Connection<H> {
         let out = out.clone();
         let quiet = Arc::clone(&self.quiet);
         let task = tokio::spawn(async move {
-            let Some(reason) = forward_events(&mut events, &out, to_line).await else {
+            let Some(reason) = forward_events(&mut events, &out, event_to_line).await else {
                 return;
             };
             // The slot is free from here on, whatever the peer does next.
@@ -696,7 +697,7 @@ async fn write_counting(
 pub(super) async fn forward_events<T>(
     events: &mut broadcast::Receiver<Event>,
     out: &mpsc::Sender<T>,
-    frame: impl Fn(&Value) -> T,
+    frame: impl Fn(&EventLine) -> T,
 ) -> Option<&'static str> {
     loop {
         match events.recv().await {
@@ -713,6 +714,13 @@ pub(super) async fn forward_events<T>(
             Err(broadcast::error::RecvError::Closed) => return None,
         }
     }
+}
+
+fn event_to_line(event: &EventLine) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(event.as_str().len() + 1);
+    bytes.extend_from_slice(event.as_str().as_bytes());
+    bytes.push(b'\n');
+    bytes
 }
 
 fn to_line(value: &Value) -> Vec<u8> {

@@ -709,7 +709,8 @@ fn subscribe<H>(
     let mut events = shared.events.subscribe();
     let out = out.clone();
     *forwarder = Some(tokio::spawn(async move {
-        let Some(reason) = super::server::forward_events(&mut events, &out, text_frame).await
+        let Some(reason) =
+            super::server::forward_events(&mut events, &out, |e| Message::text(e.as_str())).await
         else {
             return;
         };

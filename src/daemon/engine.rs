@@ -20,7 +20,7 @@ use wxcard_hal::display::{Message, Screen};
 use wxcard_hal::scanner::{Classifier, CodeKind, Symbology};
 
 use super::display::CustomerScreen;
-use crate::control::protocol::{Command, ErrorCode, Event, MessageLevel, event_line};
+use crate::control::protocol::{Command, ErrorCode, Event, EventLine, MessageLevel};
 use crate::control::server::{Answer, Handler};
 use crate::service::{CardService, Lookup, LookupAnswer, ServiceError, WriteOutcome};
 
@@ -154,16 +154,24 @@ impl Engine {
         let mut last = lock(&self.last_scan_done);
         let id = self.next_scan_id.fetch_add(1, Ordering::SeqCst);
         let previous = last.replace(next_waits);
-        self.publish(
-            "scan",
-            json!({
-                "scan_id": id,
-                "scanner": scanner,
-                "code": code,
-                "symbology": symbology.map(|s| s.to_string()),
-                "kind": kind_name(kind),
-            }),
-        );
+        // Written from a struct: the one event every scan has, with `card` (no `Value`).
+        #[derive(Serialize)]
+        struct ScanEvent<'a> {
+            scan_id: u64,
+            scanner: &'a str,
+            code: &'a str,
+            symbology: Option<String>,
+            kind: &'static str,
+        }
+        let event = ScanEvent {
+            scan_id: id,
+            scanner,
+            code,
+            symbology: symbology.map(|s| s.to_string()),
+            kind: kind_name(kind),
+        };
+        crate::metrics::global().on_scan(scanner, event.kind);
+        let _ = self.events.send(Event::new(EventLine::new("scan", &event)));
         drop(last);
         ScanTicket {
             id,
@@ -219,13 +227,12 @@ impl Engine {
                 // The screen first, then the event: whoever sees the `card` event finds the
                 // screen already on it.
                 let shown = self.screen.show_lookup(scan_id, &lookup).is_ok();
-                let mut card = to_value(&lookup);
-                card["scan_id"] = json!(scan_id);
+                publish_card(&self.events, Some(scan_id), &lookup);
                 let card = if answer_wanted {
-                    self.publish("card", card.clone());
+                    let mut card = to_value(&lookup);
+                    card["scan_id"] = json!(scan_id);
                     card
                 } else {
-                    self.publish("card", card);
                     Value::Null
                 };
                 if shown
@@ -281,7 +288,7 @@ impl Engine {
             .lookup(wx_code, card_id)
             .await
             .map_err(failed)?;
-        self.publish("card", to_value(&lookup));
+        publish_card(&self.events, None, &lookup);
         Ok(lookup)
     }
 
@@ -309,8 +316,22 @@ impl Engine {
 /// lagging receiver, and no task wakes twice per scan to count (BENCHMARKS.md, "Issue 12",
 /// part 8).
 pub(super) fn publish(events: &broadcast::Sender<Event>, event: &str, body: Value) {
-    let line = event_line(event, body);
-    crate::metrics::global().on_event(&line);
+    crate::metrics::global().on_event(event, &body);
+    let _ = events.send(Event::new(EventLine::new(event, &body)));
+}
+
+/// The `card` event of a lookup, written from the lookup itself (the one event every scan
+/// has, with `scan`: no `Value` built for it), and counted.
+fn publish_card(events: &broadcast::Sender<Event>, scan_id: Option<u64>, lookup: &Lookup) {
+    #[derive(Serialize)]
+    struct CardEvent<'a> {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        scan_id: Option<u64>,
+        #[serde(flatten)]
+        lookup: &'a Lookup,
+    }
+    crate::metrics::global().on_lookup(lookup.source.as_str(), lookup.answer.outcome());
+    let line = EventLine::new("card", &CardEvent { scan_id, lookup });
     let _ = events.send(Event::new(line));
 }
 

@@ -192,11 +192,15 @@ impl Drop for BackendTimer {
 }
 
 fn bump(map: &mut BTreeMap<Labels2, u64>, a: &str, b: &str, overflow: &mut bool, family: &str) {
-    let key = (a.to_owned(), b.to_owned());
-    if let Some(n) = map.get_mut(&key) {
+    // Found without building a key: a count per scan allocates nothing once its labels exist
+    // (a family holds at most MAX_SERIES label sets).
+    if let Some(n) = map
+        .iter_mut()
+        .find_map(|((x, y), n)| (x == a && y == b).then_some(n))
+    {
         *n += 1;
     } else if map.len() < MAX_SERIES {
-        map.insert(key, 1);
+        map.insert((a.to_owned(), b.to_owned()), 1);
     } else if !*overflow {
         *overflow = true;
         log::warn!("metrics: {family} has {MAX_SERIES} label sets; new ones are not counted");
@@ -269,33 +273,51 @@ impl Metrics {
         self.lock().dead_letters_expired += 1;
     }
 
-    /// Counts what an event line of the control socket says happened.
-    pub fn on_event(&self, event: &Value) {
-        let text = |key: &str| event.get(key).and_then(Value::as_str).unwrap_or("unknown");
+    /// A scan read from `scanner`, of `kind` (the `scan` event).
+    pub fn on_scan(&self, scanner: &str, kind: &str) {
+        let state = &mut *self.lock();
+        let overflow = &mut state.overflow_logged;
+        bump(
+            &mut state.scans,
+            scanner,
+            kind,
+            overflow,
+            "wxcardd_scans_total",
+        );
+    }
+
+    /// A lookup answered from `source` with `outcome` (the `card` event).
+    pub fn on_lookup(&self, source: &str, outcome: &str) {
+        let state = &mut *self.lock();
+        let overflow = &mut state.overflow_logged;
+        bump(
+            &mut state.lookups,
+            source,
+            outcome,
+            overflow,
+            "wxcardd_lookups_total",
+        );
+    }
+
+    /// Counts what an event line of the control socket says happened: `event` with the
+    /// fields of `body`.
+    pub fn on_event(&self, event: &str, body: &Value) {
+        let text = |key: &str| body.get(key).and_then(Value::as_str).unwrap_or("unknown");
+        match event {
+            "scan" => return self.on_scan(text("scanner"), text("kind")),
+            "card" => return self.on_lookup(text("source"), text("outcome")),
+            _ => {}
+        }
         let mut guard = self.lock();
         let state = &mut *guard;
         let overflow = &mut state.overflow_logged;
-        match text("event") {
-            "scan" => bump(
-                &mut state.scans,
-                text("scanner"),
-                text("kind"),
-                overflow,
-                "wxcardd_scans_total",
-            ),
+        match event {
             "scan_rejected" => bump(
                 &mut state.rejected,
                 text("scanner"),
                 text("reason_code"),
                 overflow,
                 "wxcardd_scans_rejected_total",
-            ),
-            "card" => bump(
-                &mut state.lookups,
-                text("source"),
-                text("outcome"),
-                overflow,
-                "wxcardd_lookups_total",
             ),
             "scanner" => {
                 let name = text("scanner");

@@ -16,6 +16,16 @@ pub enum Source {
     Cache,
 }
 
+impl Source {
+    /// The name it is serialized as (`api`, `cache`): a metric's label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Api => "api",
+            Source::Cache => "cache",
+        }
+    }
+}
+
 /// The backend's last definitive answer about a card, as cached.
 ///
 /// Externally tagged on purpose: tagged-enum buffering would lose numbers under serde_json's
@@ -79,6 +89,19 @@ pub enum LookupAnswer {
         /// Why nothing can be served, for a person.
         reason: String,
     },
+}
+
+impl LookupAnswer {
+    /// Its `outcome` as serialized (`card`, `card_state`, `rejected`, `offline`): a metric's
+    /// label.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            LookupAnswer::Card { .. } => "card",
+            LookupAnswer::CardState { .. } => "card_state",
+            LookupAnswer::Rejected { .. } => "rejected",
+            LookupAnswer::Offline { .. } => "offline",
+        }
+    }
 }
 
 /// A write the service sends or queues.
@@ -343,6 +366,36 @@ pub enum DeadKind {
 #[cfg(test)]
 mod summary_tests {
     use super::*;
+
+    #[test]
+    fn the_metric_labels_are_the_names_the_events_carry() {
+        let member: MemberCard = serde_json::from_value(serde_json::json!({
+            "cardCode": "M1", "balance": 1, "discount": 1, "canMemberPrice": true
+        }))
+        .unwrap();
+        let answers = [
+            LookupAnswer::Card { card: member },
+            LookupAnswer::CardState {
+                status: Status::from_code(603),
+                meaning: "lost",
+                message: String::new(),
+            },
+            LookupAnswer::Rejected {
+                status: Status::from_code(500),
+                message: String::new(),
+            },
+            LookupAnswer::Offline {
+                reason: String::new(),
+            },
+        ];
+        for answer in answers {
+            let value = serde_json::to_value(&answer).unwrap();
+            assert_eq!(value["outcome"], answer.outcome(), "{value}");
+        }
+        for source in [Source::Api, Source::Cache] {
+            assert_eq!(serde_json::to_value(source).unwrap(), source.as_str());
+        }
+    }
 
     #[test]
     fn the_summary_logged_for_a_write_masks_the_card_as_the_display_does() {
