@@ -56,6 +56,7 @@ const READ_CHUNK: usize = 8 * 1024;
 /// The request head must fit here (our heads are a few hundred bytes).
 const MAX_REQUEST_HEAD: usize = 8 * 1024;
 
+
 type Conn = TcpStream;
 
 /// Where requests go and how to connect there; the idle connections.
@@ -249,17 +250,32 @@ async fn exchange(
         }
     };
     let mut call = Call::new(request).map_err(not_http)?.proceed();
-    let mut head = vec![0u8; MAX_REQUEST_HEAD];
-    let n = call.write(&mut head).map_err(not_http)?;
-    if !call.can_proceed() {
-        return Err(Failure::Transport(
-            TransportKind::Io,
-            format!("request head over {MAX_REQUEST_HEAD} bytes"),
-        ));
-    }
-    conn.write_all(&head[..n])
-        .await
-        .map_err(|e| early(e, "send"))?;
+    // Written through a buffer on the stack (ureq-proto writes row by row; the head of a GET
+    // is a few hundred bytes): no 8 KiB allocated and zeroed per request (BENCHMARKS.md,
+    // "Issue 12", part 8).
+    let head = {
+        let too_long = || {
+            Failure::Transport(
+                TransportKind::Io,
+                format!("request head over {MAX_REQUEST_HEAD} bytes"),
+            )
+        };
+        let mut rows = [0u8; MAX_REQUEST_HEAD];
+        let mut head = Vec::new();
+        while !call.can_proceed() {
+            let n = match call.write(&mut rows) {
+                Ok(n) => n,
+                Err(ureq_proto::Error::OutputOverflow) => return Err(too_long()),
+                Err(e) => return Err(not_http(e)),
+            };
+            head.extend_from_slice(&rows[..n]);
+            if n == 0 || head.len() > MAX_REQUEST_HEAD {
+                return Err(too_long());
+            }
+        }
+        head
+    };
+    conn.write_all(&head).await.map_err(|e| early(e, "send"))?;
     let mut call = match call.proceed().map_err(not_http)? {
         Some(SendRequestResult::RecvResponse(call)) => call,
         _ => return Err(not_http("a GET expects no request body")),
@@ -303,15 +319,17 @@ async fn exchange(
     let cleanup = match call.proceed() {
         Some(RecvResponseResult::RecvBody(mut call)) => {
             close_delimited = matches!(call.body_mode(), BodyMode::CloseDelimited);
-            let mut out = vec![0u8; READ_CHUNK];
             loop {
                 let mut pos = 0;
                 loop {
+                    // Decoded straight into `body`: never more bytes than are buffered.
+                    let start = body.len();
+                    body.resize(start + (input.len() - pos).max(1), 0);
                     let (used, made) = call
-                        .read(&input[pos..], &mut out)
+                        .read(&input[pos..], &mut body[start..])
                         .map_err(|e| not_http(format!("bad body framing: {e}")))?;
+                    body.truncate(start + made);
                     pos += used;
-                    body.extend_from_slice(&out[..made]);
                     if body.len() as u64 > limit {
                         return Err(Failure::Server(ServerFault::BodyTooLarge { limit }));
                     }
