@@ -612,18 +612,9 @@ fn classify<T: DeserializeOwned>(
     }
 }
 
-/// The first bytes of a body, printable, for a log line.
+/// The first bytes of a body, printable and without personal data, for a log line.
 fn snippet(bytes: &[u8]) -> String {
-    const MAX: usize = 120;
-    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(MAX)]);
-    let mut out: String = text
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    if bytes.len() > MAX {
-        out.push('…');
-    }
-    out
+    super::pii::body_snippet(bytes, 120)
 }
 
 fn transport_error(endpoint: Endpoint, error: ureq::Error, started: Instant) -> ApiError {
