@@ -133,6 +133,26 @@ fn neither_the_token_nor_personal_data_reach_the_trace_log_whatever_the_backend_
             "application/json",
             &format!("{card}<!-- cache: hit -->"),
         ),
+        // `data` not an object: the member's data as a string, and in the card's fields.
+        answer(
+            "200 OK",
+            "application/json",
+            &format!(r#"{{"status":200,"data":"{NAME} {PHONE}"}}"#),
+        ),
+        answer(
+            "200 OK",
+            "application/json",
+            &format!(
+                r#"{{"status":200,"data":{{"cardCode":{{"name":"{NAME}"}},"balance":"{PHONE}","discount":0,"canMemberPrice":true}}}}"#
+            ),
+        ),
+        answer(
+            "200 OK",
+            "application/json",
+            &format!(
+                r#"{{"status":200,"data":{{"cardCode":"C1","balance":"{ADDRESS}","discount":0,"canMemberPrice":true}}}}"#
+            ),
+        ),
         // Normal again.
         answer("200 OK", "application/json", &card),
     ];

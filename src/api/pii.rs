@@ -143,6 +143,35 @@ pub fn body_snippet(bytes: &[u8], max: usize) -> String {
     out
 }
 
+/// An error message about a value an answer held, without the value: text in double quotes
+/// (serde's `invalid type: string "…"`, a decimal's parse error) as `"…"`, and runs of 7 or
+/// more digits (serde quotes a number in backticks) masked. Why: the value may be a member's
+/// personal data sent where a card's field or `data` should be, and the message is logged.
+pub fn without_values(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut quoted = false;
+    let mut escaped = false;
+    for c in message.chars() {
+        if quoted {
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                out.push_str("…\"");
+                quoted = false;
+            }
+        } else {
+            out.push(c);
+            quoted = c == '"';
+        }
+    }
+    if quoted {
+        out.push('…');
+    }
+    mask_digit_runs(&out)
+}
+
 /// Keys and structure of (possibly broken) JSON text, values masked (see [`body_snippet`]).
 fn json_shape(text: &str) -> String {
     let mut out = String::with_capacity(text.len().min(1024));
@@ -262,6 +291,25 @@ mod tests {
             body_snippet(br#"{"status":200} <!-- at 13912345678 -->"#, 200),
             r#"{"status":200}<!--at#-->"#
         );
+    }
+
+    #[test]
+    fn values_are_taken_out_of_error_messages() {
+        assert_eq!(
+            without_values(
+                r#"invalid type: string "王秀英 \"A\" 1391", expected struct MemberCard"#
+            ),
+            r#"invalid type: string "…", expected struct MemberCard"#
+        );
+        assert_eq!(
+            without_values("invalid type: integer `13912345678`, expected a string"),
+            "invalid type: integer `#`, expected a string"
+        );
+        assert_eq!(
+            without_values("missing field `balance` at line 1"),
+            "missing field `balance` at line 1"
+        );
+        assert_eq!(without_values(r#"cut "off"#), r#"cut "…"#);
     }
 
     #[test]
