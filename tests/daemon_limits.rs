@@ -23,11 +23,13 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use support::SimProcess;
 
-/// A daemon under attack: its pid, log file and control socket.
+/// A daemon under attack: its pid, log file, control socket and the notify socket that
+/// stands in for systemd.
 struct Daemon {
     child: Child,
     log: PathBuf,
     socket: PathBuf,
+    notify: UnixDatagram,
 }
 
 impl Daemon {
@@ -104,15 +106,27 @@ impl Daemon {
         }
         tweak(&mut command);
         let child = command.spawn().expect("wxcardd starts");
-        let daemon = Daemon { child, log, socket };
+        let daemon = Daemon {
+            child,
+            log,
+            socket,
+            notify,
+        };
+        daemon.wait_notify("READY=1").expect("READY=1 from wxcardd");
+        daemon
+    }
+
+    /// Reads notify datagrams until one has the line `what`; an error when none came within
+    /// the socket's timeout.
+    fn wait_notify(&self, what: &str) -> std::io::Result<()> {
         let mut buf = [0u8; 4096];
         loop {
-            let n = notify.recv(&mut buf).expect("READY=1 from wxcardd");
+            let n = self.notify.recv(&mut buf)?;
             if String::from_utf8_lossy(&buf[..n])
                 .lines()
-                .any(|l| l == "READY=1")
+                .any(|l| l == what)
             {
-                return daemon;
+                return Ok(());
             }
         }
     }
@@ -820,6 +834,76 @@ fn set_nofile(pid: u32, soft: u64) {
     );
 }
 
+/// Leaves the daemon room for two more descriptors and takes them with control connections:
+/// those it accepted, and the one it could not (accept(2) fails with EMFILE), which waits in
+/// the backlog.
+fn exhaust(daemon: &Daemon) -> (Vec<BufReader<UnixStream>>, BufReader<UnixStream>) {
+    set_nofile(daemon.pid(), daemon.fds() as u64 + 2);
+    let mut held = Vec::new();
+    let waiting = loop {
+        assert!(
+            held.len() < 32,
+            "the daemon accepted 32 connections past its limit"
+        );
+        let stream = UnixStream::connect(&daemon.socket).expect("the backlog takes it");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(1)))
+            .unwrap();
+        let mut reader = BufReader::new(stream);
+        let mut line = String::new();
+        match reader.read_line(&mut line) {
+            Ok(n) if n > 0 => held.push(reader),
+            _ => break reader,
+        }
+    };
+    eprintln!(
+        "out of descriptors after {} connections ({} open)",
+        held.len(),
+        daemon.fds()
+    );
+    (held, waiting)
+}
+
+/// Out of file descriptors, systemd's watchdog is still fed: a daemon that still answers
+/// lookups from its cache is not killed (`WatchdogSec=`) for want of a socket to say so.
+#[test]
+fn out_of_file_descriptors_the_watchdog_is_still_fed() {
+    let sim = SimProcess::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    // WATCHDOG=1 every 200 ms.
+    let daemon = Daemon::start_with(dir.path(), &sim, "", 256, |command| {
+        command
+            .env("WXCARDD_CORE_DUMPS", "1")
+            .env("WATCHDOG_USEC", "400000");
+    });
+    daemon
+        .notify
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    daemon.wait_notify("WATCHDOG=1").expect("a first ping");
+    let (held, _waiting) = exhaust(&daemon);
+    // Pings sent before the limit was reached may wait in the socket: take what is there,
+    // then three more must come.
+    daemon
+        .notify
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    while daemon.wait_notify("WATCHDOG=1").is_ok() {}
+    daemon
+        .notify
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    for n in 1..=3 {
+        let ping = daemon.wait_notify("WATCHDOG=1");
+        assert!(
+            ping.is_ok(),
+            "ping {n} out of descriptors: {ping:?}\n{}",
+            std::fs::read_to_string(&daemon.log).unwrap()
+        );
+    }
+    drop(held);
+}
+
 /// Out of file descriptors, a lookup cannot open its connection to the backend (EMFILE from
 /// `socket(2)` on the async read path). That is a transport error like any other: the cashier
 /// gets the cached card marked stale, an uncached card the ordinary offline answer; the
@@ -866,31 +950,7 @@ fn lookups_out_of_file_descriptors(breaker_failures: u32) {
     assert_eq!(backend.requests(), 1);
     let before = daemon.fds();
 
-    // Room for two more descriptors; control connections take them.
-    set_nofile(daemon.pid(), before as u64 + 2);
-    let mut held = Vec::new();
-    let waiting = loop {
-        assert!(
-            held.len() < 32,
-            "the daemon accepted 32 connections past its limit"
-        );
-        let stream = UnixStream::connect(&daemon.socket).expect("the backlog takes it");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(1)))
-            .unwrap();
-        let mut reader = BufReader::new(stream);
-        let mut line = String::new();
-        match reader.read_line(&mut line) {
-            Ok(n) if n > 0 => held.push(reader),
-            // Not accepted: accept(2) fails with EMFILE; it waits in the backlog.
-            _ => break reader,
-        }
-    };
-    eprintln!(
-        "out of descriptors after {} connections ({} open)",
-        held.len(),
-        daemon.fds()
-    );
+    let (held, waiting) = exhaust(&daemon);
 
     // Lookups that fail at once, not retried in a loop until their deadline: the daemon's CPU
     // over them stays within the budget (a loop would take a whole core).
