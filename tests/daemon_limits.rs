@@ -152,6 +152,16 @@ impl Daemon {
         fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
     }
 
+    /// Resident memory of the daemon, in KB.
+    fn rss_kb(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS in /proc/PID/status")
+    }
+
     fn log_len(&self) -> u64 {
         std::fs::metadata(&self.log).map(|m| m.len()).unwrap_or(0)
     }
@@ -970,6 +980,16 @@ fn lookups_out_of_file_descriptors(breaker_failures: u32) {
         cpu <= MAX_CPU_TICKS_PER_S * wall.as_secs().max(1),
         "the daemon used {cpu} CPU ticks in {wall:?} for 40 lookups (a busy loop)"
     );
+    // Nothing kept per failed lookup: after those 40, 400 more leave the daemon's resident
+    // memory where it was (a leak of a connection's buffers, 8 KB each, would show).
+    let rss = daemon.rss_kb();
+    for _ in 0..200 {
+        lookup(&mut pos, ACTIVE);
+        lookup(&mut pos, NEVER_SEEN);
+    }
+    let grown = daemon.rss_kb().saturating_sub(rss);
+    eprintln!("400 more lookups out of descriptors: resident memory grew {grown} KB");
+    assert!(grown < 2048, "400 failed lookups kept {grown} KB");
     assert_eq!(backend.requests(), 1, "no request got through");
     let log = std::fs::read_to_string(&daemon.log).unwrap();
     assert!(
