@@ -404,7 +404,7 @@ async fn broken_chunked_bodies_and_oversized_heads_are_server_faults() {
     let chunked = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
     let not_http = |f: &ServerFault| matches!(f, ServerFault::NotJson { snippet } if snippet.contains("not an HTTP answer"));
     type Expect = Box<dyn Fn(&ServerFault) -> bool>;
-    let cases: Vec<(&str, String, Expect)> = vec![
+    let mut cases: Vec<(&str, String, Expect)> = vec![
         (
             "a chunk size that is not hex",
             format!("{chunked}zz\r\n{CARD}\r\n0\r\n\r\n"),
@@ -440,6 +440,12 @@ async fn broken_chunked_bodies_and_oversized_heads_are_server_faults() {
             Box::new(not_http),
         ),
     ];
+    cases.push((
+        "101 Switching Protocols (the only 1xx that is final)",
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n"
+            .into(),
+        Box::new(|f| matches!(f, ServerFault::HttpStatus { code: 101, .. })),
+    ));
     for (what, bytes, expected) in cases {
         let backend = Scripted::start(vec![vec![Reply::RawThenClose(bytes)]]);
         let got = match lookup(&backend.client(3_000)).await {
