@@ -28,6 +28,8 @@ enum Reply {
     Close,
     /// Never answers (holds the connection until the test ends).
     Silent,
+    /// Resets the connection (RST, not FIN) without a byte.
+    Reset,
 }
 
 fn ok(body: &str) -> Reply {
@@ -73,6 +75,10 @@ impl Scripted {
                                 return;
                             }
                             Reply::Close => return,
+                            Reply::Reset => {
+                                reset(&tcp);
+                                return;
+                            }
                             Reply::Silent => {
                                 std::thread::sleep(Duration::from_secs(30));
                                 return;
@@ -96,6 +102,26 @@ impl Scripted {
     fn accepted(&self) -> usize {
         self.accepted.load(Ordering::SeqCst)
     }
+}
+
+/// Makes the close of `tcp` a reset (SO_LINGER with a zero timeout).
+fn reset(tcp: &std::net::TcpStream) {
+    use std::os::fd::AsRawFd;
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: setsockopt on an open socket with a valid `linger` of the size given.
+    let rc = unsafe {
+        libc::setsockopt(
+            tcp.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&raw const linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0, "{}", std::io::Error::last_os_error());
 }
 
 fn client_for(base_url: &str, deadline_ms: u64, headers: Option<&std::path::Path>) -> Client {
@@ -352,4 +378,102 @@ async fn a_connection_idle_longer_than_a_router_may_keep_it_is_not_reused() {
     tokio::time::resume();
     lookup(&client).await.unwrap();
     assert_eq!(backend.accepted(), 2, "a new connection after 16 s idle");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn informational_answers_before_the_answer_are_skipped() {
+    // An unasked-for 100 Continue and a 103 Early Hints, in the same write as the answer
+    // (RFC 9110: a client takes any number of 1xx before the final answer).
+    let Reply::Raw(card) = ok(CARD) else {
+        unreachable!()
+    };
+    let with_1xx = format!(
+        "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </s.css>\r\n\r\n{card}"
+    );
+    let backend = Scripted::start(vec![vec![Reply::Raw(with_1xx); 2]]);
+    let client = backend.client(3_000);
+    for _ in 0..2 {
+        let card = lookup(&client).await.expect("the answer after the 1xx");
+        assert_eq!(card.card_code, "C1");
+    }
+    assert_eq!(backend.accepted(), 1, "the connection stays usable");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn broken_chunked_bodies_and_oversized_heads_are_server_faults() {
+    let chunked = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+    let not_http = |f: &ServerFault| matches!(f, ServerFault::NotJson { snippet } if snippet.contains("not an HTTP answer"));
+    type Expect = Box<dyn Fn(&ServerFault) -> bool>;
+    let mut cases: Vec<(&str, String, Expect)> = vec![
+        (
+            "a chunk size that is not hex",
+            format!("{chunked}zz\r\n{CARD}\r\n0\r\n\r\n"),
+            Box::new(not_http),
+        ),
+        (
+            "a chunk size past u64",
+            format!("{chunked}fffffffffffffffffffff\r\n{CARD}\r\n0\r\n\r\n"),
+            Box::new(not_http),
+        ),
+        (
+            "a chunk larger than sent, then the end",
+            format!("{chunked}fff\r\n{CARD}"),
+            Box::new(|f| *f == ServerFault::Truncated),
+        ),
+        (
+            "a header line of 100 KB",
+            format!(
+                "HTTP/1.1 200 OK\r\nX-Junk: {}\r\nContent-Length: {}\r\n\r\n{CARD}",
+                "a".repeat(100_000),
+                CARD.len()
+            ),
+            Box::new(not_http),
+        ),
+        (
+            "1xx answers without end",
+            "HTTP/1.1 103 Early Hints\r\n\r\n".repeat(10_000),
+            Box::new(not_http),
+        ),
+        (
+            "a head that never ends",
+            format!("HTTP/1.1 200 OK\r\n{}", "X-Junk: a\r\n".repeat(20_000)),
+            Box::new(not_http),
+        ),
+    ];
+    cases.push((
+        "101 Switching Protocols (the only 1xx that is final)",
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n"
+            .into(),
+        Box::new(|f| matches!(f, ServerFault::HttpStatus { code: 101, .. })),
+    ));
+    for (what, bytes, expected) in cases {
+        let backend = Scripted::start(vec![vec![Reply::RawThenClose(bytes)]]);
+        let got = match lookup(&backend.client(3_000)).await {
+            Err(ApiError::Server { fault, .. }) => fault,
+            other => panic!("{what}: {other:?}"),
+        };
+        assert!(expected(&got), "{what}: {got:?}");
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_reset_is_a_transport_error_and_on_a_kept_alive_connection_a_retry() {
+    // On a new connection: the backend is unreachable, no second try.
+    let backend = Scripted::start(vec![vec![Reply::Reset]]);
+    let err = lookup(&backend.client(3_000)).await.unwrap_err();
+    assert!(err.is_unavailable(), "{err}");
+    assert!(
+        matches!(err, ApiError::Transport { .. }),
+        "a reset is the network's doing: {err:?}"
+    );
+    assert_eq!(backend.accepted(), 1);
+
+    // On a kept-alive one, as the second request arrives: sent again on a new connection.
+    let backend = Scripted::start(vec![vec![ok(CARD), Reply::Reset], vec![ok(CARD); 2]]);
+    let client = backend.client(3_000);
+    lookup(&client).await.unwrap();
+    lookup(&client)
+        .await
+        .expect("sent again on a new connection");
+    assert_eq!(backend.accepted(), 2);
 }

@@ -23,11 +23,13 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use support::SimProcess;
 
-/// A daemon under attack: its pid, log file and control socket.
+/// A daemon under attack: its pid, log file, control socket and the notify socket that
+/// stands in for systemd.
 struct Daemon {
     child: Child,
     log: PathBuf,
     socket: PathBuf,
+    notify: UnixDatagram,
 }
 
 impl Daemon {
@@ -51,7 +53,26 @@ impl Daemon {
         nofile: u64,
         tweak: impl FnOnce(&mut Command),
     ) -> Daemon {
-        let (config, socket) = support::daemon_config(dir, &sim.base_url(), "", extra);
+        Self::start_at(dir, &sim.base_url(), "", extra, nofile, tweak)
+    }
+
+    /// [`Daemon::start_with`] against the backend at `base_url`, with `service` added to the
+    /// `[service]` section.
+    fn start_at(
+        dir: &Path,
+        base_url: &str,
+        service: &str,
+        extra: &str,
+        nofile: u64,
+        tweak: impl FnOnce(&mut Command),
+    ) -> Daemon {
+        let (config, socket) = support::daemon_config(dir, base_url, "", extra);
+        let text = std::fs::read_to_string(&config).unwrap();
+        std::fs::write(
+            &config,
+            text.replacen("[service]\n", &format!("[service]\n{service}"), 1),
+        )
+        .unwrap();
         let log = dir.join("wxcardd.log");
         let notify_path = dir.join("notify.sock");
         let notify = UnixDatagram::bind(&notify_path).unwrap();
@@ -85,15 +106,27 @@ impl Daemon {
         }
         tweak(&mut command);
         let child = command.spawn().expect("wxcardd starts");
-        let daemon = Daemon { child, log, socket };
+        let daemon = Daemon {
+            child,
+            log,
+            socket,
+            notify,
+        };
+        daemon.wait_notify("READY=1").expect("READY=1 from wxcardd");
+        daemon
+    }
+
+    /// Reads notify datagrams until one has the line `what`; an error when none came within
+    /// the socket's timeout.
+    fn wait_notify(&self, what: &str) -> std::io::Result<()> {
         let mut buf = [0u8; 4096];
         loop {
-            let n = notify.recv(&mut buf).expect("READY=1 from wxcardd");
+            let n = self.notify.recv(&mut buf)?;
             if String::from_utf8_lossy(&buf[..n])
                 .lines()
-                .any(|l| l == "READY=1")
+                .any(|l| l == what)
             {
-                return daemon;
+                return Ok(());
             }
         }
     }
@@ -117,6 +150,16 @@ impl Daemon {
         let fields: Vec<&str> = after.split(' ').collect();
         // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after the name.
         fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+    }
+
+    /// Resident memory of the daemon, in KB.
+    fn rss_kb(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS in /proc/PID/status")
     }
 
     fn log_len(&self) -> u64 {
@@ -720,4 +763,274 @@ fn one_local_user_cannot_take_every_kiosk_slot() {
         "the kiosk browser is locked out: {status:?}"
     );
     drop(holder);
+}
+
+/// A backend that answers every request with an active card and closes the connection (so
+/// the daemon keeps no idle connection: each lookup must open one). Counts the requests.
+struct ClosingBackend {
+    url: String,
+    requests: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl ClosingBackend {
+    fn start() -> ClosingBackend {
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        let requests = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = std::sync::Arc::clone(&requests);
+        std::thread::spawn(move || {
+            for mut tcp in listener.incoming().flatten() {
+                if support::read_http_head(&mut tcp).is_none() {
+                    continue;
+                }
+                counted.fetch_add(1, Ordering::SeqCst);
+                let body = r#"{"status":200,"message":"","data":{"cardCode":"M0001001","balance":128.50,"discount":0.95,"canMemberPrice":true}}"#;
+                let _ = write!(
+                    tcp,
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\
+                     Content-Length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        ClosingBackend { url, requests }
+    }
+
+    fn requests(&self) -> usize {
+        self.requests.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// Sends one request line on a control connection and reads its answer.
+fn request(conn: &mut BufReader<UnixStream>, line: &str) -> Value {
+    conn.get_mut().write_all(line.as_bytes()).unwrap();
+    conn.get_mut().write_all(b"\n").unwrap();
+    let mut answer = String::new();
+    conn.read_line(&mut answer).unwrap();
+    serde_json::from_str(&answer).unwrap_or_else(|e| panic!("{e}: {answer:?}"))
+}
+
+fn lookup(conn: &mut BufReader<UnixStream>, wx_code: &str) -> Value {
+    let answer = request(
+        conn,
+        &format!(r#"{{"id":1,"cmd":"lookup","wx_code":"{wx_code}"}}"#),
+    );
+    assert_eq!(answer["class"], "RESULT", "{answer}");
+    answer["result"].clone()
+}
+
+/// Sets the daemon's soft limit of open files (the hard limit stays).
+fn set_nofile(pid: u32, soft: u64) {
+    let mut old = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: prlimit(2) with a null new limit only reads.
+    assert_eq!(
+        unsafe { libc::prlimit(pid as i32, libc::RLIMIT_NOFILE, std::ptr::null(), &mut old) },
+        0
+    );
+    let new = libc::rlimit {
+        rlim_cur: soft,
+        rlim_max: old.rlim_max,
+    };
+    // SAFETY: prlimit(2) on our own child, with a valid rlimit.
+    assert_eq!(
+        unsafe { libc::prlimit(pid as i32, libc::RLIMIT_NOFILE, &new, std::ptr::null_mut()) },
+        0,
+        "prlimit: {}",
+        std::io::Error::last_os_error()
+    );
+}
+
+/// Leaves the daemon room for two more descriptors and takes them with control connections:
+/// those it accepted, and the one it could not (accept(2) fails with EMFILE), which waits in
+/// the backlog.
+fn exhaust(daemon: &Daemon) -> (Vec<BufReader<UnixStream>>, BufReader<UnixStream>) {
+    set_nofile(daemon.pid(), daemon.fds() as u64 + 2);
+    let mut held = Vec::new();
+    let waiting = loop {
+        assert!(
+            held.len() < 32,
+            "the daemon accepted 32 connections past its limit"
+        );
+        let stream = UnixStream::connect(&daemon.socket).expect("the backlog takes it");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(1)))
+            .unwrap();
+        let mut reader = BufReader::new(stream);
+        let mut line = String::new();
+        match reader.read_line(&mut line) {
+            Ok(n) if n > 0 => held.push(reader),
+            _ => break reader,
+        }
+    };
+    eprintln!(
+        "out of descriptors after {} connections ({} open)",
+        held.len(),
+        daemon.fds()
+    );
+    (held, waiting)
+}
+
+/// Out of file descriptors, systemd's watchdog is still fed: a daemon that still answers
+/// lookups from its cache is not killed (`WatchdogSec=`) for want of a socket to say so.
+#[test]
+fn out_of_file_descriptors_the_watchdog_is_still_fed() {
+    let sim = SimProcess::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    // WATCHDOG=1 every 200 ms.
+    let daemon = Daemon::start_with(dir.path(), &sim, "", 256, |command| {
+        command
+            .env("WXCARDD_CORE_DUMPS", "1")
+            .env("WATCHDOG_USEC", "400000");
+    });
+    daemon
+        .notify
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    daemon.wait_notify("WATCHDOG=1").expect("a first ping");
+    let (held, _waiting) = exhaust(&daemon);
+    // Pings sent before the limit was reached may wait in the socket: take what is there,
+    // then three more must come.
+    daemon
+        .notify
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    while daemon.wait_notify("WATCHDOG=1").is_ok() {}
+    daemon
+        .notify
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    for n in 1..=3 {
+        let ping = daemon.wait_notify("WATCHDOG=1");
+        assert!(
+            ping.is_ok(),
+            "ping {n} out of descriptors: {ping:?}\n{}",
+            std::fs::read_to_string(&daemon.log).unwrap()
+        );
+    }
+    drop(held);
+}
+
+/// Out of file descriptors, a lookup cannot open its connection to the backend (EMFILE from
+/// `socket(2)` on the async read path). That is a transport error like any other: the cashier
+/// gets the cached card marked stale, an uncached card the ordinary offline answer; the
+/// daemon neither panics nor spins (nor does its accept loop, with a connection waiting in
+/// the backlog), and once descriptors are free again the waiting connection is served, a
+/// lookup goes to the backend again and the daemon holds no more descriptors than before.
+#[test]
+fn out_of_file_descriptors_a_lookup_answers_from_the_cache_then_goes_online_again() {
+    // Every lookup tries the network: the breaker stays closed however many fail.
+    lookups_out_of_file_descriptors(1000);
+}
+
+/// As above with the breaker as shipped: it opens after three failures, and the probe
+/// (ureq, on the blocking pool: out of descriptors too) brings the backend back once
+/// descriptors are free.
+#[test]
+fn out_of_file_descriptors_the_breaker_opens_and_the_probe_brings_the_backend_back() {
+    lookups_out_of_file_descriptors(3);
+}
+
+fn lookups_out_of_file_descriptors(breaker_failures: u32) {
+    const ACTIVE: &str = "812345678901234567";
+    const NEVER_SEEN: &str = "812345678901239999";
+    let backend = ClosingBackend::start();
+    let dir = tempfile::tempdir().unwrap();
+    // Cached data is stale at once.
+    let daemon = Daemon::start_at(
+        dir.path(),
+        &backend.url,
+        &format!("breaker_failures = {breaker_failures}\nfresh_for_s = 0\n"),
+        "",
+        256,
+        |command| {
+            command.env("WXCARDD_CORE_DUMPS", "1");
+        },
+    );
+    let (mut pos, version) = daemon.first_line(Duration::from_secs(5)).unwrap();
+    assert_eq!(version["class"], "VERSION", "{version}");
+    pos.get_ref()
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let online = lookup(&mut pos, ACTIVE);
+    assert_eq!(online["source"], "api", "{online}");
+    assert_eq!(backend.requests(), 1);
+    let before = daemon.fds();
+
+    let (held, waiting) = exhaust(&daemon);
+
+    // Lookups that fail at once, not retried in a loop until their deadline: the daemon's CPU
+    // over them stays within the budget (a loop would take a whole core).
+    let (cpu, started) = (daemon.cpu_ticks(), Instant::now());
+    for _ in 0..20 {
+        let cached = lookup(&mut pos, ACTIVE);
+        assert_eq!(cached["source"], "cache", "{cached}");
+        assert_eq!(cached["stale"], true, "{cached}");
+        assert_eq!(cached["outcome"], "card", "{cached}");
+        assert_eq!(cached["card"]["balance"].to_string(), "128.50", "{cached}");
+        let unknown = lookup(&mut pos, NEVER_SEEN);
+        assert_eq!(unknown["outcome"], "offline", "{unknown}");
+    }
+    let (cpu, wall) = (daemon.cpu_ticks() - cpu, started.elapsed());
+    eprintln!("40 lookups out of descriptors: {cpu} CPU ticks in {wall:?}");
+    assert!(
+        cpu <= MAX_CPU_TICKS_PER_S * wall.as_secs().max(1),
+        "the daemon used {cpu} CPU ticks in {wall:?} for 40 lookups (a busy loop)"
+    );
+    // Nothing kept per failed lookup: after those 40, 400 more leave the daemon's resident
+    // memory where it was (a leak of a connection's buffers, 8 KB each, would show).
+    let rss = daemon.rss_kb();
+    for _ in 0..200 {
+        lookup(&mut pos, ACTIVE);
+        lookup(&mut pos, NEVER_SEEN);
+    }
+    let grown = daemon.rss_kb().saturating_sub(rss);
+    eprintln!("400 more lookups out of descriptors: resident memory grew {grown} KB");
+    assert!(grown < 2048, "400 failed lookups kept {grown} KB");
+    assert_eq!(backend.requests(), 1, "no request got through");
+    let log = std::fs::read_to_string(&daemon.log).unwrap();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("falls back to the cache") && l.contains("os error 24")),
+        "the lookups did not fail on EMFILE:\n{log}"
+    );
+    // A connection waits in the backlog, the lookups failed: nothing loops on it.
+    assert_quiet(&daemon, "out of file descriptors");
+    assert!(!log.contains("panicked"), "{log}");
+
+    // Descriptors free again: the waiting connection is served, lookups go online.
+    drop(held);
+    let mut waiting = waiting;
+    waiting
+        .get_ref()
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut line = String::new();
+    waiting.read_line(&mut line).unwrap();
+    assert!(line.contains("\"VERSION\""), "{line:?}");
+    // At once with the breaker closed; after the probe's next tick with it open.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let back = loop {
+        let back = lookup(&mut pos, ACTIVE);
+        if back["source"] == "api" || Instant::now() > deadline {
+            break back;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(back["source"], "api", "{back}");
+    assert_eq!(back["stale"], false, "{back}");
+    assert!(backend.requests() >= 2);
+    let fresh = lookup(&mut waiting, NEVER_SEEN);
+    assert_eq!(fresh["source"], "api", "{fresh}");
+    // No descriptor left behind: what was open before, plus the connection that waited.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while daemon.fds() > before + 1 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(daemon.fds(), before + 1, "descriptors left open");
+    let log = std::fs::read_to_string(&daemon.log).unwrap();
+    assert!(!log.contains("panicked"), "{log}");
 }

@@ -591,7 +591,7 @@ fn classify<T: DeserializeOwned>(
     let status = match object.remove("status") {
         None | Some(Value::Null) => return Err(server(ServerFault::MissingStatus)),
         Some(raw) => serde_json::from_value::<Status>(raw)
-            .map_err(|e| server(ServerFault::BadStatus(e.to_string())))?,
+            .map_err(|e| server(ServerFault::BadStatus(without_values(&e.to_string()))))?,
     };
     let message = match object.remove("message") {
         Some(Value::String(s)) => s,
@@ -608,22 +608,19 @@ fn classify<T: DeserializeOwned>(
         None | Some(Value::Null) => Ok(None),
         Some(data) => serde_json::from_value::<T>(data)
             .map(Some)
-            .map_err(|e| server(ServerFault::BadData(e.to_string()))),
+            .map_err(|e| server(ServerFault::BadData(without_values(&e.to_string())))),
     }
 }
 
-/// The first bytes of a body, printable, for a log line.
+/// A deserializer's message about a value in an answer, without the value: it may be a
+/// member's personal data where a card's field or `data` should be.
+fn without_values(message: &str) -> String {
+    super::pii::without_values(message)
+}
+
+/// The first bytes of a body, printable and without personal data, for a log line.
 fn snippet(bytes: &[u8]) -> String {
-    const MAX: usize = 120;
-    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(MAX)]);
-    let mut out: String = text
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    if bytes.len() > MAX {
-        out.push('…');
-    }
-    out
+    super::pii::body_snippet(bytes, 120)
 }
 
 fn transport_error(endpoint: Endpoint, error: ureq::Error, started: Instant) -> ApiError {

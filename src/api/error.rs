@@ -54,7 +54,8 @@ pub enum ServerFault {
     HttpStatus {
         /// The HTTP status code.
         code: u16,
-        /// The first bytes of the body, made printable.
+        /// The first bytes of the body, made printable, personal data masked
+        /// ([`super::pii::body_snippet`]).
         body: String,
     },
     /// A 3xx redirect, never followed (the token must not leave for another host, and a
@@ -69,7 +70,8 @@ pub enum ServerFault {
     /// The body is not JSON (an HTML error page, a proxy's login page, ...).
     #[error("the body is not JSON: {snippet}")]
     NotJson {
-        /// The first bytes of the body, made printable.
+        /// The first bytes of the body, made printable, personal data masked
+        /// ([`super::pii::body_snippet`]).
         snippet: String,
     },
     /// The body ends in the middle of the JSON.

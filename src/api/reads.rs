@@ -17,7 +17,9 @@
 //!
 //! The blocking client's rules hold here too: a connect timeout and an overall deadline, the
 //! body read up to the limit and refused past it, redirects never followed (the caller gets
-//! the status and `Location`), the token headers only ever sent to the base URL's host.
+//! the status and `Location`), the token headers only ever sent to the base URL's host. A
+//! response head over [`MAX_HEAD_BYTES`] is refused however it arrives (1xx answers before
+//! the final one count: RFC 9110 lets a server send any number, and they are skipped).
 //!
 //! Connections: up to [`MAX_IDLE`] are kept alive, for at most [`MAX_IDLE_AGE`] idle (as
 //! ureq's pool: a shop's router or NAT may forget a quiet connection without a word, and a
@@ -283,14 +285,23 @@ async fn exchange(
 
     let mut input: Vec<u8> = Vec::with_capacity(READ_CHUNK);
     let mut received = false;
+    // The head's bytes taken so far: 1xx answers (which ureq-proto consumes and skips) count.
+    let mut head_bytes = 0;
     let response = loop {
         let (used, response) = call.try_response(&input, false).map_err(not_http)?;
         input.drain(..used);
+        head_bytes += used;
+        // Complete or not, a head is never larger than the limit (however it arrived).
+        let incomplete = if response.is_some() { 0 } else { input.len() };
+        if head_bytes + incomplete > MAX_HEAD_BYTES {
+            return Err(not_http(format!("a head over {MAX_HEAD_BYTES} bytes")));
+        }
         if let Some(response) = response {
             break response;
         }
-        if input.len() > MAX_HEAD_BYTES {
-            return Err(not_http(format!("a head over {MAX_HEAD_BYTES} bytes")));
+        if used > 0 {
+            // A 1xx was taken: the final answer may be in `input` already.
+            continue;
         }
         match read_more(&mut conn, &mut input).await {
             Ok(0) if !received && reused => {

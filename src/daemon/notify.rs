@@ -1,18 +1,48 @@
 //! The systemd notify protocol: READY, STATUS, STOPPING, RELOADING and the watchdog.
 //!
 //! Every call is a no-op when `NOTIFY_SOCKET` is unset, so the daemon runs the same by hand.
+//!
+//! The messages go out on one datagram socket, opened at the first (READY, at start) and
+//! kept, not on a new socket per message as `sd_notify::notify` does: out of file descriptors
+//! (EMFILE) no new socket can be opened, the watchdog would go unfed and systemd would kill
+//! (`WatchdogSec=`) a daemon that still serves lookups from its cache, and a warning would be
+//! logged at every ping.
 
+use std::fmt::Write as _;
+use std::os::unix::net::UnixDatagram;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use sd_notify::NotifyState;
 
 use crate::service::{BackendState, ServiceStatus};
 
+/// The socket to the service manager, connected to `NOTIFY_SOCKET`.
+static SOCKET: Mutex<Option<UnixDatagram>> = Mutex::new(None);
+
 fn send(states: &[NotifyState]) {
-    if std::env::var_os("NOTIFY_SOCKET").is_none() {
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
         return;
+    };
+    let mut message = String::new();
+    for state in states {
+        let _ = writeln!(message, "{state}");
     }
-    if let Err(e) = sd_notify::notify(states) {
+    let mut socket = SOCKET.lock().unwrap_or_else(|p| p.into_inner());
+    let sent = (|| {
+        let socket = match &mut *socket {
+            Some(socket) => socket,
+            empty => {
+                let fresh = UnixDatagram::unbound()?;
+                fresh.connect(&path)?;
+                empty.insert(fresh)
+            }
+        };
+        socket.send(message.as_bytes())
+    })();
+    if let Err(e) = sent {
+        // Opened again at the next message (the manager may have made its socket anew).
+        *socket = None;
         log::warn!("sd_notify failed: {e}");
     }
 }

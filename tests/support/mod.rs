@@ -260,6 +260,25 @@ pub fn read_http_head(stream: &mut impl std::io::Read) -> Option<String> {
     Some(String::from_utf8_lossy(&head).into_owned())
 }
 
+/// Asserts that a log (the daemon's or a command's stderr, at trace level) holds none of
+/// `secrets` (the API token, a member's personal data) and none of the HTTP and TLS crates'
+/// debug or trace lines: they hex-dump request heads, the token included, split over lines
+/// where a plain search would not find it.
+pub fn assert_log_keeps_secrets(log: &str, secrets: &[&str]) {
+    for secret in secrets {
+        assert!(!log.contains(secret), "{secret:?} is in the log:\n{log}");
+    }
+    for noisy in [
+        "ureq_proto::util",
+        "DEBUG ureq",
+        "TRACE ureq",
+        "TRACE rustls",
+        "DEBUG rustls",
+    ] {
+        assert!(!log.contains(noisy), "{noisy} lines in the log:\n{log}");
+    }
+}
+
 /// The scanner tests' pty fixtures, shared rather than copied.
 #[path = "../../hal/tests/common/mod.rs"]
 pub mod hal_common;
