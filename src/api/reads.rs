@@ -58,7 +58,6 @@ const READ_CHUNK: usize = 8 * 1024;
 /// The request head must fit here (our heads are a few hundred bytes).
 const MAX_REQUEST_HEAD: usize = 8 * 1024;
 
-
 type Conn = TcpStream;
 
 /// Where requests go and how to connect there; the idle connections.
