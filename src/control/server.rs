@@ -27,7 +27,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::unix::OwnedWriteHalf;
+
+use super::socket_io::{self, WriteHalf};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{broadcast, mpsc, watch};
 
@@ -482,7 +483,17 @@ impl<H: Handler> Connection<H> {
             let _ = tokio::time::timeout(WRITE_TIMEOUT, stream.write_all(&to_line(&line))).await;
             return;
         }
-        let (read, write) = stream.into_split();
+        // Registered for reading only: a subscriber reading its lines does not wake the
+        // daemon (socket_io).
+        let (read, write) = match socket_io::split(stream) {
+            Ok(halves) => halves,
+            Err(e) => {
+                self.quiet.warn(format_args!(
+                    "dropped a connection: cannot register it: {e}"
+                ));
+                return;
+            }
+        };
 
         // Everything written to the client goes through one bounded queue and one writer.
         // `closing` carries why the connection is being cut (a subscriber overrun); the
@@ -597,7 +608,7 @@ impl<H: Handler> Connection<H> {
 /// closes (the connection is over), a write fails or times out, or `closing` gets a reason;
 /// in the last two cases the socket is shut down both ways at once.
 async fn write_loop(
-    mut write: OwnedWriteHalf,
+    write: WriteHalf,
     mut lines: mpsc::Receiver<Vec<u8>>,
     mut closing: watch::Receiver<Option<&'static str>>,
 ) {
@@ -611,7 +622,7 @@ async fn write_loop(
                 next = lines.recv() => match next {
                     Some(next) => Some(next),
                     None => {
-                        let _ = write.shutdown().await;
+                        let _ = write.shutdown();
                         return;
                     }
                 },
@@ -638,7 +649,7 @@ async fn write_loop(
             || tokio::select! {
                 biased;
                 _ = closed(&mut closing) => false,
-                done = tokio::time::timeout(WRITE_TIMEOUT, write_counting(&mut write, &bytes, &mut written)) => {
+                done = tokio::time::timeout(WRITE_TIMEOUT, write_counting(&write, &bytes, &mut written)) => {
                     matches!(done, Ok(Ok(())))
                 }
             };
@@ -662,7 +673,7 @@ async fn write_loop(
         )));
         let _ = write.try_write(&last);
     }
-    let fd = write.as_ref().as_raw_fd();
+    let fd = write.as_raw_fd();
     // SAFETY: shutdown(2) on the socket this task's write half keeps open; it changes no
     // memory. Both ways: the peer sees the end, and the connection's reader wakes to EOF.
     unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
@@ -676,11 +687,7 @@ async fn closed(closing: &mut watch::Receiver<Option<&'static str>>) {
 }
 
 /// `write_all` that counts what was written, so a cut write can be told apart.
-async fn write_counting(
-    write: &mut OwnedWriteHalf,
-    bytes: &[u8],
-    written: &mut usize,
-) -> io::Result<()> {
+async fn write_counting(write: &WriteHalf, bytes: &[u8], written: &mut usize) -> io::Result<()> {
     while *written < bytes.len() {
         let n = write.write(&bytes[*written..]).await?;
         if n == 0 {
