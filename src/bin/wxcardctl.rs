@@ -19,7 +19,11 @@ use wxcardd::control::protocol::{
 };
 
 #[derive(Parser)]
-#[command(version, about = "Talk to wxcardd over its control socket")]
+#[command(
+    name = "wxcardctl",
+    version = wxcardd::VERSION,
+    about = "Talk to wxcardd over its control socket"
+)]
 struct Cli {
     /// The daemon's control socket.
     #[arg(long, global = true, default_value = "/run/wxcardd/control.sock")]
