@@ -1,39 +1,31 @@
-//! Records the commit the daemon is built from, for `wxcardd_build_info{commit}`:
-//! `WXCARDD_COMMIT` from the environment (a package build), else `git rev-parse` when building
-//! from a checkout, else nothing ("unknown" at run time). Re-run when HEAD moves.
+//! Records the commit the daemon is built from, for `wxcardd_build_info{commit}`, `--version`
+//! and the support report: `WXCARDD_COMMIT` from the environment (a package built from a
+//! source tarball, which has no `.git`), else the checkout's HEAD read from `.git` without
+//! running git (build/git_head.rs says why), else "unknown", with a warning. Re-run when HEAD
+//! moves.
 
-use std::process::Command;
-
-fn git(args: &[&str]) -> Option<String> {
-    let out = Command::new("git").args(args).output().ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
-}
+#[path = "build/git_head.rs"]
+mod git_head;
 
 fn main() {
     println!("cargo:rerun-if-env-changed=WXCARDD_COMMIT");
-    // HEAD, the branch it names and packed-refs: a commit or checkout changes one of them
-    // (worktrees keep HEAD in their own git dir and refs in the common one).
-    if let (Some(git_dir), Some(common)) = (
-        git(&["rev-parse", "--git-dir"]),
-        git(&["rev-parse", "--git-common-dir"]),
-    ) {
-        // Only files that exist: cargo re-runs a build script on every build for a missing one.
-        let mut watch = vec![format!("{git_dir}/HEAD"), format!("{common}/packed-refs")];
-        if let Some(branch) = git(&["symbolic-ref", "-q", "HEAD"]) {
-            watch.push(format!("{common}/{branch}"));
-        }
-        for path in watch.iter().filter(|p| std::path::Path::new(p).exists()) {
-            println!("cargo:rerun-if-changed={path}");
-        }
+    let manifest_dir = std::path::PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap());
+    let head = git_head::head(&manifest_dir);
+    for path in head.iter().flat_map(|h| &h.watch) {
+        println!("cargo:rerun-if-changed={}", path.display());
     }
+    let valid =
+        |c: &String| !c.is_empty() && c.len() <= 40 && c.bytes().all(|b| b.is_ascii_alphanumeric());
     let commit = std::env::var("WXCARDD_COMMIT")
         .ok()
-        .or_else(|| git(&["rev-parse", "--short=12", "HEAD"]));
-    if let Some(commit) = commit
-        .filter(|c| !c.is_empty() && c.len() <= 40 && c.bytes().all(|b| b.is_ascii_alphanumeric()))
-    {
-        println!("cargo:rustc-env=WXCARDD_COMMIT={commit}");
-    }
+        .filter(valid)
+        .or_else(|| head.map(|h| h.commit));
+    let commit = commit.unwrap_or_else(|| {
+        println!(
+            "cargo:warning=no commit for wxcardd_build_info: not a git checkout and \
+             WXCARDD_COMMIT is not set"
+        );
+        "unknown".to_owned()
+    });
+    println!("cargo:rustc-env=WXCARDD_COMMIT={commit}");
 }

@@ -17,6 +17,18 @@
 //! (tests, `--demo`) in the `wxcard-sim` crate (sim/). ARCHITECTURE.md is
 //! the map.
 
+/// The commit this build came from (build.rs: `WXCARDD_COMMIT`, else the checkout's HEAD,
+/// else "unknown"): in `wxcardd_build_info`, `--version` and the support report.
+pub const COMMIT: &str = env!("WXCARDD_COMMIT");
+
+/// What `--version` prints after the program's name: `0.1.0 (commit 1a2b3c4d5e6f)`.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("WXCARDD_COMMIT"),
+    ")"
+);
+
 pub mod api;
 pub mod config;
 pub mod control;

@@ -34,12 +34,7 @@ pub fn build(socket: &Path, config: &Path, timeout: Duration) -> String {
         "generated: {}",
         chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
     );
-    let _ = writeln!(
-        out,
-        "wxcardctl: {} (commit {})",
-        env!("CARGO_PKG_VERSION"),
-        option_env!("WXCARDD_COMMIT").unwrap_or("unknown")
-    );
+    let _ = writeln!(out, "wxcardctl: {}", crate::VERSION);
     let _ = writeln!(
         out,
         "host: {}",

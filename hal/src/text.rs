@@ -59,6 +59,31 @@ pub fn sanitize(text: &str, max_chars: usize) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// JSON text (as `serde_json` writes it) with every character [`is_unsafe`] flags written
+/// as a JSON `\uXXXX` escape, so the same value parses back and a terminal or a log viewer
+/// showing the text sees none of them raw. `serde_json` escapes C0 itself but passes DEL, C1
+/// and the bidi characters through. Only for JSON text: outside strings JSON has no
+/// character of the set but the `\n` of pretty output's layout, left alone (inside a string
+/// serde_json has escaped it already), so every one replaced was in a string.
+pub fn escape_json_text(json: &str) -> Cow<'_, str> {
+    let unsafe_in_json = |c: char| is_unsafe(c) && c != '\n';
+    if !json.chars().any(unsafe_in_json) {
+        return Cow::Borrowed(json);
+    }
+    let mut out = String::with_capacity(json.len() + 16);
+    for c in json.chars() {
+        if unsafe_in_json(c) {
+            let mut units = [0u16; 2];
+            for unit in c.encode_utf16(&mut units) {
+                out.push_str(&format!("\\u{unit:04x}"));
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
 /// [`sanitize`] with [`MAX_UNTRUSTED_CHARS`].
 pub fn untrusted(text: &str) -> Cow<'_, str> {
     sanitize(text, MAX_UNTRUSTED_CHARS)
@@ -78,6 +103,26 @@ mod tests {
             "lost\\u{a}<0>FORGED LINE \\u{1b}[2J\\u{85}\\u{2028}x\\u{202e}gpj.exe\\u{7f}\\u{9}\\u{d}"
         );
         assert!(matches!(untrusted("卡已挂失 ok"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn json_text_escapes_the_set_and_keeps_the_value() {
+        let value = "a\u{7f}\u{85}\u{9b}\u{2028}\u{200e}\u{202e}\u{2069}\u{feff}b \\ \" 卡";
+        let json = serde_json::json!({ "m": value }).to_string();
+        let out = escape_json_text(&json);
+        let back: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(back["m"], value);
+        assert!(!out.chars().any(is_unsafe), "{out}");
+        assert_eq!(
+            out,
+            "{\"m\":\"a\\u007f\\u0085\\u009b\\u2028\\u200e\\u202e\\u2069\\ufeffb \\\\ \\\" 卡\"}"
+        );
+        assert!(matches!(
+            escape_json_text("{\"m\":\"卡 ok\"}"),
+            Cow::Borrowed(_)
+        ));
+        // Pretty output's layout stays.
+        assert_eq!(escape_json_text("{\n  \"a\": 1\n}"), "{\n  \"a\": 1\n}");
     }
 
     #[test]

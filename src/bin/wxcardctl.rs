@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use wxcard_hal::text::untrusted;
+use wxcard_hal::text::{escape_json_text, untrusted};
 use wxcardd::api::{CardIssueOrder, MemberInfo};
 use wxcardd::control::client::{ClientError, ControlClient};
 use wxcardd::control::protocol::{
@@ -19,12 +19,17 @@ use wxcardd::control::protocol::{
 };
 
 #[derive(Parser)]
-#[command(version, about = "Talk to wxcardd over its control socket")]
+#[command(
+    name = "wxcardctl",
+    version = wxcardd::VERSION,
+    about = "Talk to wxcardd over its control socket"
+)]
 struct Cli {
     /// The daemon's control socket.
     #[arg(long, global = true, default_value = "/run/wxcardd/control.sock")]
     socket: PathBuf,
-    /// Print the daemon's JSON answer instead of a human summary.
+    /// Print the daemon's JSON answer instead of a human summary (DEL, C1 controls and bidi
+    /// characters in its strings written as `\uXXXX`, so it parses back the same).
     #[arg(long, global = true)]
     json: bool,
     /// Seconds to wait for an answer.
@@ -241,7 +246,7 @@ fn main() -> ExitCode {
         Err(e) => return fail(&e),
     };
     if cli.json {
-        println!("{answer}");
+        println!("{}", escape_json_text(&answer.to_string()));
     }
     if answer["class"] == "ERROR" {
         if !cli.json {
@@ -283,7 +288,7 @@ fn watch(client: &mut ControlClient, json: bool) -> ExitCode {
     }
     loop {
         match client.read_line() {
-            Ok(event) if json => println!("{event}"),
+            Ok(event) if json => println!("{}", escape_json_text(&event.to_string())),
             Ok(event) if event["class"] == "EVENT" => {
                 println!("{}", wxcardd::control::human::describe_event(&event));
             }

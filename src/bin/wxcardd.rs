@@ -121,7 +121,7 @@ impl Stop {
                 ExitCode::SUCCESS
             }
             Stop::Version => {
-                println!("wxcardd {}", env!("CARGO_PKG_VERSION"));
+                println!("wxcardd {}", wxcardd::VERSION);
                 ExitCode::SUCCESS
             }
             Stop::Usage { message, usage } => {

@@ -256,7 +256,7 @@ pub fn describe_event(e: &Value) -> String {
             _ => format!("outbox entry {} {}", e["entry"], text(&e["kind"])),
         },
         "scanner" => format!("scanner {} {}", text(&e["scanner"]), text(&e["state"])),
-        other => format!("{other} {e}"),
+        _ => format!("{} {}", text(&e["event"]), untrusted(&e.to_string())),
     }
 }
 
@@ -287,5 +287,21 @@ mod tests {
         let short = json!({"outcome": "delivered", "created": {"cardCode": "12\u{1b}[2J3"}});
         let line = describe_write(&short);
         assert!(line.contains("card **** ****"), "{line}");
+    }
+
+    #[test]
+    fn an_event_without_its_own_words_is_shown_escaped() {
+        let display = json!({
+            "class": "EVENT", "event": "display\u{202e}", "backend": "web",
+            "state": "failing", "reason": "bad\u{85}\u{9b}2J\u{2066}font"
+        });
+        let line = describe_event(&display);
+        assert!(line.contains("failing"), "{line}");
+        assert!(
+            !line
+                .chars()
+                .any(|c| c.is_control() || matches!(c, '\u{202e}' | '\u{2066}')),
+            "{line:?}"
+        );
     }
 }

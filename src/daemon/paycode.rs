@@ -300,4 +300,60 @@ mod tests {
             ["code 555555555555555555", "offline"]
         );
     }
+
+    /// The countdown bar of every code starts full, the first one and the refreshed one alike,
+    /// wherever tokio's paused clock stands against the std clock (here 10 min ahead, then
+    /// 55 s more): the lifetime is measured on the clock its expiry was computed on.
+    #[tokio::test(start_paused = true)]
+    async fn every_code_starts_with_a_full_bar_under_paused_time() {
+        tokio::time::advance(Duration::from_secs(600)).await;
+        let script: Script = Arc::new(Mutex::new(
+            vec![
+                Ok("111111111111111111".into()),
+                Ok("222222222222222222".into()),
+            ]
+            .into(),
+        ));
+        let fetch = move || {
+            let next = script
+                .lock()
+                .unwrap()
+                .pop_front()
+                .unwrap_or_else(|| Err(down()));
+            async move { next }
+        };
+        // What the customer sees at the moment each code is shown.
+        let bars = Arc::new(Mutex::new(Vec::new()));
+        let log = Arc::clone(&bars);
+        let show = move |s: Screen| {
+            if let Screen::PayCode(p) = &s {
+                let view = wxcard_hal::display::View::of(
+                    &s,
+                    &wxcard_hal::display::Texts::default(),
+                    driver::now(),
+                );
+                log.lock().unwrap().push((
+                    p.code().to_owned(),
+                    p.lifetime(),
+                    view.remaining_ms,
+                    view.lifetime_ms,
+                ));
+            }
+        };
+        let config = PayCodeConfig::default();
+        let (first, refresh) = open(config.clone(), fetch, show).await;
+        assert!(matches!(first, FirstCode::Shown(_)), "{first:?}");
+        let task = tokio::spawn(refresh);
+        tokio::time::sleep(config.refresh_after() + Duration::from_secs(1)).await;
+        task.abort();
+        let bars = bars.lock().unwrap();
+        assert_eq!(bars.len(), 2, "{bars:?}");
+        for (code, lifetime, remaining_ms, lifetime_ms) in bars.iter() {
+            assert_eq!(*lifetime, config.ttl(), "{code}: {bars:?}");
+            assert_eq!(
+                remaining_ms, lifetime_ms,
+                "{code}: the bar starts full: {bars:?}"
+            );
+        }
+    }
 }

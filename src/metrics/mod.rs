@@ -351,7 +351,7 @@ impl Metrics {
         .sample(
             &[
                 ("version", env!("CARGO_PKG_VERSION")),
-                ("commit", option_env!("WXCARDD_COMMIT").unwrap_or("unknown")),
+                ("commit", crate::COMMIT),
                 ("till", &state.till),
             ],
             1.0,

@@ -29,7 +29,7 @@ pub mod watch;
 use std::{
     io::{BufRead, IsTerminal, Write},
     path::{Path, PathBuf},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use anyhow::{Context, anyhow, bail};
@@ -244,7 +244,7 @@ fn show_on_display(
             return None;
         }
     };
-    let now = Instant::now();
+    let now = wxcard_hal::display::driver::now();
     let screen = Screen::PayCode(PayCode::new(code, now + timeout).ok()?);
     match displays.show(&screen, now) {
         Ok(()) => {

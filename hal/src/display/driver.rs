@@ -4,8 +4,9 @@
 //! [`drive`] shows each one, redraws a pay code exactly when its countdown text changes
 //! (and at expiry, when it turns into the "expired" message), and retries a failed display
 //! every few seconds. `show` does blocking IO (a stuck tty can block), so it runs on tokio's
-//! blocking pool, never on the executor. Time is `tokio::time::Instant`, so tests pause it;
-//! the daemon should compute pay-code expiry with `tokio::time::Instant::now().into_std()`.
+//! blocking pool, never on the executor. Time is `tokio::time::Instant`, so tests pause it:
+//! every instant of the displays (a pay code's expiry and lifetime, the `now` shown at, the
+//! kiosk page's countdown) is taken with [`now`], tokio's clock as a std `Instant`.
 //! Fetching and refreshing pay codes stays in the daemon.
 
 use std::time::{Duration, Instant};

@@ -13,6 +13,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::driver;
 use super::qr::{QrError, QrMatrix};
 
 /// One screen of the customer display.
@@ -102,11 +103,14 @@ pub struct PayCode {
 }
 
 impl PayCode {
-    /// Encodes the QR matrix once; every backend draws this same matrix.
+    /// Encodes the QR matrix once; every backend draws this same matrix. `expires_at` is on
+    /// tokio's clock ([`driver::now`]), as every `now` the displays are given: the lifetime
+    /// is measured on that clock too, so the bar starts full even when tokio's clock is
+    /// paused and moved (tests) and stands apart from the std clock.
     pub fn new(code: &str, expires_at: Instant) -> Result<Self, QrError> {
         let qr = QrMatrix::encode(code)?;
         // Whole seconds, rounded up: the time it took to get here does not shorten it.
-        let left = expires_at.saturating_duration_since(Instant::now());
+        let left = expires_at.saturating_duration_since(driver::now());
         let lifetime = Duration::from_secs(left.as_secs() + u64::from(left.subsec_nanos() > 0));
         Ok(Self {
             code: code.into(),

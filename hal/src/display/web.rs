@@ -52,7 +52,7 @@ struct Current {
 impl Current {
     fn event(&self) -> Event {
         let remaining_ms = self.remaining.map(|(left, at)| {
-            left.saturating_sub(at.elapsed())
+            left.saturating_sub(super::driver::now().saturating_duration_since(at))
                 .as_millis()
                 .min(u64::MAX as u128) as u64
         });
@@ -127,7 +127,7 @@ impl WebDisplay {
             failures: 0,
         };
 
-        let blank = View::of(&Screen::Blank, &texts, Instant::now());
+        let blank = View::of(&Screen::Blank, &texts, super::driver::now());
         let (current, rx) = watch::channel(Current {
             content: content_json(&blank, &texts, Colour::DEFAULT_ACCENT, false).into(),
             remaining: None,
@@ -285,7 +285,7 @@ impl CustomerDisplay for WebDisplay {
         let content: Arc<str> = content_json(&view, &self.texts, self.accent, has_logo).into();
         let remaining = view
             .remaining_ms
-            .map(|ms| (Duration::from_millis(ms), Instant::now()));
+            .map(|ms| (Duration::from_millis(ms), super::driver::now()));
         self.current.send_if_modified(|cur| {
             if *cur.content == *content {
                 return false;
