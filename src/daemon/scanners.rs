@@ -1,7 +1,8 @@
 //! Runs the configured scanners, each in its own task, and feeds their events to the engine.
 //!
-//! All scanners send into one channel and one consumer hands scans to the engine in the
-//! order they arrive, so scan ids and `scan` events follow read order across the daemon.
+//! Each scanner's task hands its events to the engine itself, as they are read (no channel,
+//! no consumer task between); on the one executor thread that is the order they were read, so
+//! scan ids and `scan` events follow read order across the daemon.
 //!
 //! A scanner that is unplugged is an event (`scanner` disconnected), never a restart; the
 //! hal backend reopens it by path. On SIGHUP the set is replaced only if `[[scanner]]`
@@ -10,7 +11,7 @@
 use std::sync::Arc;
 
 use serde_json::json;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use wxcard_hal::scanner::{self, AnyScanner, ScannerConfig, ScannerEvent, ScannerMessage};
 
@@ -21,19 +22,17 @@ pub struct Scanners {
     configs: Vec<ScannerConfig>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
-    tx: mpsc::Sender<ScannerMessage>,
+    engine: Arc<Engine>,
 }
 
 impl Scanners {
     /// Starts every configured scanner and the task that hands their events to `engine`.
     pub fn start(configs: &[ScannerConfig], engine: Arc<Engine>) -> Self {
-        let (tx, rx) = mpsc::channel(64);
-        tokio::spawn(consume(rx, engine));
         let mut scanners = Scanners {
             configs: Vec::new(),
             stop: watch::channel(false).0,
             tasks: Vec::new(),
-            tx,
+            engine,
         };
         scanners.spawn(configs);
         scanners
@@ -51,14 +50,18 @@ impl Scanners {
                     continue;
                 }
             };
-            let tx = self.tx.clone();
+            let engine = Arc::clone(&self.engine);
             let mut stop = self.stop.subscribe();
             let name = config.name.clone();
             self.tasks.push(tokio::spawn(async move {
                 let shutdown = async move {
                     let _ = stop.wait_for(|s| *s).await;
                 };
-                if let Err(e) = scanner::run(source, tx, shutdown).await {
+                let handle = move |message| {
+                    handle(&engine, message);
+                    true
+                };
+                if let Err(e) = scanner::run_with(source, handle, shutdown).await {
                     log::error!("scanner {name:?} stopped: {e}");
                 }
             }));
@@ -84,35 +87,34 @@ impl Scanners {
     }
 }
 
-async fn consume(mut rx: mpsc::Receiver<ScannerMessage>, engine: Arc<Engine>) {
-    while let Some(ScannerMessage { scanner, event }) = rx.recv().await {
-        let name = scanner.as_str();
-        match event {
-            ScannerEvent::Connected => {
-                log::info!("scanner {name:?} connected");
-                engine.scanner_state(name, "connected", None);
-            }
-            ScannerEvent::Disconnected { error } => {
-                engine.scanner_state(name, "disconnected", Some(error.to_string()));
-            }
-            ScannerEvent::Rejected { reason } => {
-                engine.publish(
-                    "scan_rejected",
-                    json!({"scanner": name, "reason": reason.to_string(), "reason_code": reason_code(&reason)}),
-                );
-            }
-            ScannerEvent::Scan(scan) => {
-                // The id and the `scan` event now, in read order; the lookup on its own task,
-                // so a slow one never holds up the next scan's event. The engine puts the
-                // outcomes back in scan order.
-                let ticket =
-                    engine.begin_scan(scan.scanner.as_str(), scan.code.as_str(), scan.symbology);
-                let engine = Arc::clone(&engine);
-                let outcome = Box::pin(async move {
-                    engine.finish_scanned(ticket).await;
-                });
-                finish_now_or_spawn(outcome);
-            }
+/// What the daemon does with a scanner's event, in the scanner's task as it is read.
+fn handle(engine: &Arc<Engine>, ScannerMessage { scanner, event }: ScannerMessage) {
+    let name = scanner.as_str();
+    match event {
+        ScannerEvent::Connected => {
+            log::info!("scanner {name:?} connected");
+            engine.scanner_state(name, "connected", None);
+        }
+        ScannerEvent::Disconnected { error } => {
+            engine.scanner_state(name, "disconnected", Some(error.to_string()));
+        }
+        ScannerEvent::Rejected { reason } => {
+            engine.publish(
+                "scan_rejected",
+                json!({"scanner": name, "reason": reason.to_string(), "reason_code": reason_code(&reason)}),
+            );
+        }
+        ScannerEvent::Scan(scan) => {
+            // The id and the `scan` event now, in read order; the lookup on its own task,
+            // so a slow one never holds up the next scan's event. The engine puts the
+            // outcomes back in scan order.
+            let ticket =
+                engine.begin_scan(scan.scanner.as_str(), scan.code.as_str(), scan.symbology);
+            let engine = Arc::clone(engine);
+            let outcome = Box::pin(async move {
+                engine.finish_scanned(ticket).await;
+            });
+            finish_now_or_spawn(outcome);
         }
     }
 }

@@ -162,25 +162,56 @@ pub async fn run<S: ScanSource>(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ScannerError> {
     let mut shutdown = std::pin::pin!(shutdown);
-    loop {
-        let event = tokio::select! {
-            biased;
-            () = &mut shutdown => return Ok(()),
-            event = source.next_event() => event?,
-        };
-        let message = ScannerMessage {
-            scanner: source.name().clone(),
-            event,
-        };
+    while let Some(message) = next_message(&mut source, &mut shutdown).await? {
         if tx.send(message).await.is_err() {
             return Ok(());
         }
-        // Let the consumer handle the scan before this task reads again: the next read mostly
-        // finds nothing (a syscall, and for a tty a flush of its input worker) and would
-        // otherwise come first, ahead of the scan's answer (BENCHMARKS.md, "Issue 12",
-        // part 8).
-        tokio::task::yield_now().await;
+        handed_over().await;
     }
+    Ok(())
+}
+
+/// Like [`run`], handing each event to `handle` in this task, as soon as it is read: no
+/// channel and no other task between the read and what the daemon does with it (one task
+/// wake-up less per scan: BENCHMARKS.md, "Issue 12", part 8). Ends when `handle` returns false
+/// or `shutdown` completes (`Ok`), or the source ends (its error).
+pub async fn run_with<S: ScanSource>(
+    mut source: S,
+    mut handle: impl FnMut(ScannerMessage) -> bool + Send,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ScannerError> {
+    let mut shutdown = std::pin::pin!(shutdown);
+    while let Some(message) = next_message(&mut source, &mut shutdown).await? {
+        if !handle(message) {
+            return Ok(());
+        }
+        handed_over().await;
+    }
+    Ok(())
+}
+
+/// The next event with its scanner's name; `None` once `shutdown` completes.
+async fn next_message<S: ScanSource>(
+    source: &mut S,
+    shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
+) -> Result<Option<ScannerMessage>, ScannerError> {
+    let event = tokio::select! {
+        biased;
+        () = shutdown.as_mut() => return Ok(None),
+        event = source.next_event() => event?,
+    };
+    Ok(Some(ScannerMessage {
+        scanner: source.name().clone(),
+        event,
+    }))
+}
+
+/// After an event is handed over: lets whoever took it act on it before this task reads
+/// again. The next read mostly finds nothing (a syscall, and for a tty a flush of its input
+/// worker) and would otherwise come first, ahead of the scan's answer (BENCHMARKS.md, "Issue
+/// 12", part 8).
+async fn handed_over() {
+    tokio::task::yield_now().await;
 }
 
 /// What kind of failure a [`ScannerError`] is, so callers can react without knowing the
