@@ -80,20 +80,11 @@ fn a_burst_of_control_connections_uses_no_blocking_thread() {
     let sim = SimProcess::start(&[]);
     let dir = tempfile::tempdir().unwrap();
     // Nothing else on the blocking pool meanwhile: no metrics file, no probe.
-    let socket = dir.path().join("control.sock");
-    let config = dir.path().join("wxcardd.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[api]\nbase_url = \"{}\"\n\n[service]\nprobe_interval_ms = 600000\n\n\
-             [store]\ndir = \"{}\"\n\n[metrics]\ntextfile = false\n\n\
-             [control]\nsocket = \"{}\"\nmax_connections = {BURST}\n",
-            sim.base_url(),
-            dir.path().join("store").display(),
-            socket.display()
-        ),
-    )
-    .unwrap();
+    let (config, socket) = support::quiet_daemon_config(
+        dir.path(),
+        &sim.base_url(),
+        &format!("max_connections = {BURST}\n"),
+    );
     let daemon = DaemonProcess::start(&config, &socket, &[]);
     let pid = daemon.child.id();
     // Start-up's store work (the first `status` tick at READY=1, the outbox and dead-letter

@@ -55,21 +55,7 @@ fn request(conn: &mut BufReader<UnixStream>, line: &str) -> String {
 #[test]
 fn a_subscriber_reading_its_events_does_not_wake_the_daemon() {
     let dir = tempfile::tempdir().unwrap();
-    let socket = dir.path().join("control.sock");
-    // No scanner, no display, no probe due: the executor sleeps unless a peer acts.
-    let config = dir.path().join("wxcardd.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[api]\nbase_url = \"http://127.0.0.1:9/\"\n\n\
-             [service]\nprobe_interval_ms = 600000\n\n\
-             [store]\ndir = \"{}\"\n\n[metrics]\ntextfile = false\n\n\
-             [control]\nsocket = \"{}\"\n",
-            dir.path().join("store").display(),
-            socket.display()
-        ),
-    )
-    .unwrap();
+    let (config, socket) = support::quiet_daemon_config(dir.path(), "http://127.0.0.1:9/", "");
     let daemon = support::DaemonProcess::start(&config, &socket, &[]);
     let pid = daemon.child.id();
 

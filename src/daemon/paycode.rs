@@ -156,6 +156,18 @@ mod tests {
 
     type Script = Arc<Mutex<VecDeque<Result<String, ApiError>>>>;
 
+    /// A fetch answering from `script`, then "backend down".
+    fn scripted_fetch(script: Script) -> impl Fn() -> std::future::Ready<Result<String, ApiError>> {
+        move || {
+            let next = script
+                .lock()
+                .unwrap()
+                .pop_front()
+                .unwrap_or_else(|| Err(down()));
+            std::future::ready(next)
+        }
+    }
+
     fn business(status: Status) -> ApiError {
         ApiError::Business {
             endpoint: Endpoint::GetPayCode,
@@ -190,14 +202,7 @@ mod tests {
     ) -> (FirstCode, impl Future<Output = ()>, Arc<Mutex<Vec<String>>>) {
         let script: Script = Arc::new(Mutex::new(script.into()));
         let shown = Arc::new(Mutex::new(Vec::new()));
-        let fetch = move || {
-            let next = script
-                .lock()
-                .unwrap()
-                .pop_front()
-                .unwrap_or_else(|| Err(down()));
-            async move { next }
-        };
+        let fetch = scripted_fetch(script);
         let log = Arc::clone(&shown);
         let (first, refresh) = open(config, fetch, move |s: Screen| {
             log.lock().unwrap().push(describe(&s))
@@ -314,14 +319,7 @@ mod tests {
             ]
             .into(),
         ));
-        let fetch = move || {
-            let next = script
-                .lock()
-                .unwrap()
-                .pop_front()
-                .unwrap_or_else(|| Err(down()));
-            async move { next }
-        };
+        let fetch = scripted_fetch(script);
         // What the customer sees at the moment each code is shown.
         let bars = Arc::new(Mutex::new(Vec::new()));
         let log = Arc::clone(&bars);

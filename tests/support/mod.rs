@@ -246,6 +246,29 @@ pub fn daemon_config(
     (path, socket)
 }
 
+/// A daemon config in `dir` whose executor sleeps unless a peer acts: no scanner, no
+/// display, no metrics file, no probe due. `control_extra` goes under `[control]`.
+pub fn quiet_daemon_config(
+    dir: &std::path::Path,
+    base_url: &str,
+    control_extra: &str,
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    let socket = dir.join("control.sock");
+    let config = dir.join("wxcardd.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[api]\nbase_url = \"{base_url}\"\n\n[service]\nprobe_interval_ms = 600000\n\n\
+             [store]\ndir = \"{}\"\n\n[metrics]\ntextfile = false\n\n\
+             [control]\nsocket = \"{}\"\n{control_extra}",
+            dir.join("store").display(),
+            socket.display()
+        ),
+    )
+    .unwrap();
+    (config, socket)
+}
+
 /// Reads one HTTP request head (up to the blank line; GETs have no body) from a scripted
 /// backend's socket; None at end of stream.
 pub fn read_http_head(stream: &mut impl std::io::Read) -> Option<String> {
